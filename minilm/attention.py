@@ -1,0 +1,183 @@
+"""Scaled dot-product attention written out by hand, multi-head attention, and the KV cache.
+
+This is the one operation that makes a Transformer a Transformer (Vaswani et al. 2017, "Attention Is All You Need",
+https://arxiv.org/abs/1706.03762, sections 3.2.1-3.2.2). Every token builds a query, compares it with every key it
+may see, and takes the softmax-weighted average of the values.
+
+`scaled_dot_product_attention` takes the same arguments, with the same meaning, as PyTorch's fused
+`torch.nn.functional.scaled_dot_product_attention`, and the tests check that both give the same outputs and
+gradients. The hand-written path is the one taught (and the default, `ModelConfig.attn_impl="manual"`); the fused
+kernel is a config switch away.
+
+Left out on purpose: flash-attention tiling, grouped-query attention, rotary embeddings, sliding windows.
+Read beside lectures/03_attention.ipynb (equations 3.1-3.7).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+
+def causal_mask(T_q: int, T_k: int | None = None, device=None) -> torch.Tensor:
+    """Boolean (T_q, T_k) mask, True where query i may attend to key j (Eq. 3.2).
+
+    With a KV cache the T_q new queries are the *last* T_q of T_k positions, so query i sits at absolute position
+    T_k - T_q + i and may see keys j <= T_k - T_q + i (bottom-right alignment). With T_q == T_k this is the usual
+    lower-triangular mask.
+    """
+    T_k = T_q if T_k is None else T_k
+    return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril(diagonal=T_k - T_q)  # (T_q, T_k)
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, D) -> (B, H, T, Dh): each head gets its own Dh = D / H slice of the features (Eq. 3.6)."""
+    B, T, D = x.shape
+    assert D % n_heads == 0, f"d_model {D} is not divisible by n_heads {n_heads}"
+    return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)  # (B, H, T, Dh)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, Dh) -> (B, T, D): concatenate the heads again (the Concat in Eq. 3.6)."""
+    B, H, T, Dh = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, H * Dh)  # (B, T, D)
+
+
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, return_weights=False):
+    """softmax(Q K^T / sqrt(Dh) + M) V, by hand (Eqs. 3.1-3.4).
+
+    q: (..., T_q, Dh), k: (..., T_k, Dh), v: (..., T_k, Dv). Arguments mean what they mean in
+    `torch.nn.functional.scaled_dot_product_attention`:
+      attn_mask: bool (True = may attend) or float (added to the scores), broadcastable to (..., T_q, T_k);
+      is_causal: apply a lower-triangular mask aligned top-left (query i sees keys j <= i), as PyTorch does;
+      dropout_p: dropout on the attention weights (pass 0.0 at evaluation time).
+    A query row whose every key is masked would be softmax(-inf, ..., -inf) = 0/0 = NaN; we return zeros for such
+    rows instead (and zero gradients), so left padding cannot poison a batch.
+    Returns the output (..., T_q, Dv), and the attention weights (..., T_q, T_k) when `return_weights` is True.
+    """
+    T_q, Dh = q.shape[-2], q.shape[-1]
+    T_k = k.shape[-2]
+    if is_causal and attn_mask is not None:
+        raise ValueError("pass either attn_mask or is_causal=True, not both (as in F.scaled_dot_product_attention)")
+
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(Dh)  # Eq. 3.1: (..., T_q, T_k)
+
+    # Rows with nothing to attend to can only come from a mask: top-left causal masking leaves none when T_q <= T_k.
+    check_empty = attn_mask is not None or T_q > T_k
+    if is_causal:
+        attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril()  # (T_q, T_k), top-left aligned
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))  # Eq. 3.2: M_ij = -inf where j is hidden from i
+        else:
+            scores = scores + attn_mask  # Eq. 3.2 given directly as an additive float mask
+    # Give softmax finite inputs in rows that are all -inf, then zero their weights (see docstring).
+    empty_rows = None
+    if check_empty:
+        empty_rows = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., T_q, 1)
+        scores = scores.masked_fill(empty_rows, 0.0)
+
+    weights = torch.softmax(scores, dim=-1)  # Eq. 3.3: each row sums to 1, (..., T_q, T_k)
+    if empty_rows is not None:
+        weights = weights.masked_fill(empty_rows, 0.0)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p, training=True)
+
+    out = weights @ v  # Eq. 3.4: weighted average of the values, (..., T_q, Dv)
+    return (out, weights) if return_weights else out
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, for one layer (Eq. 3.7).
+
+    When generating token t+1, the keys and values of tokens 1..t are the same as at the previous step (a causal
+    model never lets an earlier token see a later one), so we keep them and compute only the new token's q, k, v.
+    The buffers are allocated once, at the model's full context, on the first update.
+    """
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.k: torch.Tensor | None = None  # (B, H, max_len, Dh)
+        self.v: torch.Tensor | None = None  # (B, H, max_len, Dh)
+        self.length = 0  # number of positions filled
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H, T, Dh) keys/values; return all keys/values so far, (B, H, length, Dh)."""
+        B, H, T, Dh = k.shape
+        if self.k is None:
+            self.k = k.new_zeros(B, H, self.max_len, Dh)
+            self.v = v.new_zeros(B, H, self.max_len, v.shape[-1])
+        end = self.length + T
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; cannot append {T} to {self.length}")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]  # (B, H, length, Dh)
+
+
+class MultiHeadAttention(nn.Module):
+    """H attention heads in parallel, then an output projection (Eqs. 3.5-3.6).
+
+    One Linear computes Q, K and V together (as GPT-2's `c_attn` does); the heads are views of its output.
+    Causal when `config.causal` (GPT), bidirectional otherwise (BERT). Padding comes in as `attention_mask`
+    (B, T_k) with 1 = token and 0 = pad: pad positions are never attended to.
+    Set `record_weights = True` to keep the last attention weights in `self.attn_weights` (for plots).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.causal = config.causal
+        self.attn_impl = config.attn_impl
+        self.dropout = config.dropout
+        self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # W_Q | W_K | W_V
+        self.out_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)  # W_O
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.record_weights = False
+        self.attn_weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv_proj(x).split(D, dim=2)  # Eq. 3.5: 3 x (B, T, D)
+        q = split_heads(q, self.n_heads)  # (B, H, T, Dh)
+        k = split_heads(k, self.n_heads)  # (B, H, T, Dh)
+        v = split_heads(v, self.n_heads)  # (B, H, T, Dh)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # Eq. 3.7: (B, H, T_k, Dh), T_k = cached + T
+        T_k = k.shape[2]
+
+        # Build one boolean mask (True = may attend) from the causal rule and the padding; None when neither applies,
+        # so the common training case (causal, no padding, no cache) can use is_causal and the fastest kernels.
+        mask = None
+        is_causal = self.causal and attention_mask is None and T_k == T
+        if self.causal and not is_causal:
+            mask = causal_mask(T, T_k, device=x.device)  # (T, T_k)
+        if attention_mask is not None:
+            if attention_mask.shape != (B, T_k):
+                raise ValueError(f"attention_mask must have shape (B, T_k) = {(B, T_k)}, got {tuple(attention_mask.shape)}")
+            keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T_k)
+            mask = keys if mask is None else mask & keys  # (B, 1, T, T_k)
+
+        dropout_p = self.dropout if self.training else 0.0
+        if self.attn_impl == "manual" or self.record_weights:
+            y, w = scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p,
+                                                return_weights=True)  # (B, H, T, Dh), (B, H, T, T_k)
+            if self.record_weights:
+                self.attn_weights = w.detach()
+        else:
+            empty = None
+            if mask is not None:  # the fused kernel returns NaN for rows with no visible key: open them, then zero
+                empty = ~mask.any(dim=-1, keepdim=True)  # (B, 1, T, 1) or (T, 1)
+                mask = mask | empty
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
+            if empty is not None:
+                y = y.masked_fill(empty, 0.0)  # (B, H, T, Dh)
+        y = merge_heads(y)  # Eq. 3.6 (concat): (B, T, D)
+        return self.resid_dropout(self.out_proj(y))  # Eq. 3.6 (W_O): (B, T, D)

@@ -1,0 +1,96 @@
+"""LayerNorm, the GELU MLP, and the pre-norm Transformer block.
+
+A block is attention (tokens talk to each other) followed by an MLP (each token thinks on its own), each wrapped in a
+residual connection (He et al. 2016) with LayerNorm (Ba et al. 2016, https://arxiv.org/abs/1607.06450).
+
+Deviation from the textbook: the original Transformer (Vaswani et al. 2017, section 3.1) is *post-norm*,
+x = LN(x + Sublayer(x)) (Eq. 4.7). GPT-2 (Radford et al. 2019, section 2.3) and almost every model since put the norm
+*before* each sublayer, x = x + Sublayer(LN(x)) (Eqs. 4.5-4.6), which keeps an identity path from input to output and
+trains stably without warmup tricks (Xiong et al. 2020, https://arxiv.org/abs/2002.04745). This file implements
+pre-norm; lectures/04_block.ipynb derives both and compares them.
+
+Left out on purpose: RMSNorm, SwiGLU, parallel attention/MLP blocks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .attention import KVCache, MultiHeadAttention
+from .config import ModelConfig
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Normalise each feature vector to zero mean and unit variance, then scale and shift (Eq. 4.1)."""
+    mu = x.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)  # (..., 1): the biased variance, as nn.LayerNorm uses
+    y = (x - mu) / torch.sqrt(var + eps)  # Eq. 4.1
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with learnable gain gamma and (optional) shift beta, written out (Eq. 4.1)."""
+
+    def __init__(self, d: int, eps: float = 1e-5, bias: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))  # gamma
+        self.bias = nn.Parameter(torch.zeros(d)) if bias else None  # beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 even under bf16 autocast: the mean and variance of D numbers need the precision.
+        return layer_norm(x.float(), self.weight, self.bias, self.eps).to(x.dtype)
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU(x) = x Phi(x) (Hendrycks & Gimpel 2016, https://arxiv.org/abs/1606.08415).
+
+    approximate="none": the exact form with the Gaussian CDF, x/2 (1 + erf(x / sqrt 2)) (Eq. 4.2; BERT).
+    approximate="tanh": x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (Eq. 4.3; GPT-2 uses this, so its
+    weights reproduce exactly only with it).
+    """
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))  # Eq. 4.3
+    if approximate == "none":
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))  # Eq. 4.2
+    raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network: GELU(x W1 + b1) W2 + b2 (Eq. 4.4; Vaswani et al. section 3.3)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        self.fc_in = nn.Linear(config.d_model, config.d_ff, bias=config.bias)  # W1: D -> d_ff
+        self.fc_out = nn.Linear(config.d_ff, config.d_model, bias=config.bias)  # W2: d_ff -> D
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = gelu(self.fc_in(x), self.approximate)  # (B, T, d_ff)
+        return self.dropout(self.fc_out(h))  # Eq. 4.4: (B, T, D)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: x + Attn(LN(x)), then x + MLP(LN(x)) (Eqs. 4.5-4.6)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm1 = LayerNorm(config.d_model, config.norm_eps, config.bias)
+        self.attn = MultiHeadAttention(config)
+        self.norm2 = LayerNorm(config.d_model, config.norm_eps, config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None) -> torch.Tensor:
+        # Pre-norm (GPT-2), not the paper's post-norm LN(x + Sublayer(x)) of Eq. 4.7: see the module docstring.
+        x = x + self.attn(self.norm1(x), attention_mask, kv_cache)  # Eq. 4.5: (B, T, D)
+        x = x + self.mlp(self.norm2(x))  # Eq. 4.6: (B, T, D)
+        return x

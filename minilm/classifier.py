@@ -1,0 +1,79 @@
+"""Sequence classification on top of a pretrained backbone: pool the hidden states, then a linear layer.
+
+This is the fine-tuning half of "pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin
+et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must summarise the sentence (Eq. 5.8):
+  "cls"  the hidden state of the first token (BERT puts a [CLS] token there; bidirectional backbones only),
+  "mean" the average over real (non-pad) tokens,
+  "last" the hidden state of the last real token (GPT-1's choice: in a causal model only it has seen every token).
+Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.9).
+
+Padding never changes a prediction: pad keys are masked in attention (bidirectional), can only be seen by later pad
+positions (causal, right padding), and are excluded from the pooling. Read beside lectures/05_model.ipynb and
+lectures/07_finetuning.ipynb.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import Transformer
+
+POOLINGS = ("cls", "mean", "last")
+
+
+def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, D) hidden states -> (B, D) sentence vectors (Eq. 5.8). attention_mask: (B, T), 1 = token, 0 = pad."""
+    B, T, D = h.shape
+    if pooling == "cls":
+        return h[:, 0]  # (B, D)
+    m = attention_mask.to(h.dtype)  # (B, T)
+    if pooling == "mean":
+        return (h * m[:, :, None]).sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, D)
+    if pooling == "last":
+        last = attention_mask.long().sum(dim=1).clamp(min=1) - 1  # (B,): index of the last real token
+        return h[torch.arange(B, device=h.device), last]  # (B, D)
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+class SequenceClassifier(nn.Module):
+    """`forward(idx, attention_mask=None, labels=None) -> (logits (B, n_classes), loss)`."""
+
+    def __init__(self, backbone: Transformer, n_classes: int, pooling: str | None = None, dropout: float = 0.1):
+        super().__init__()
+        causal = backbone.config.causal
+        pooling = pooling or ("last" if causal else "cls")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling == "cls" and causal:
+            raise ValueError("pooling='cls' needs a bidirectional backbone: in a causal model the first token "
+                             "sees nothing after it; use pooling='last' or 'mean'")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.config = backbone.config
+        self.backbone = backbone
+        self.pooling = pooling
+        self.n_classes = n_classes
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.config.d_model, n_classes)
+        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.4)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_lm(cls, lm: nn.Module, n_classes: int, pooling: str | None = None,
+                dropout: float = 0.1) -> "SequenceClassifier":
+        """Reuse a trained CausalLM's or MaskedLM's backbone; its LM head is dropped."""
+        return cls(lm.backbone, n_classes, pooling, dropout)
+
+    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(idx)  # (B, T): no padding
+        # A causal backbone already hides later (pad) positions from earlier tokens, so it needs no key mask.
+        key_mask = None if self.config.causal else attention_mask
+        h = self.backbone(idx, key_mask)  # (B, T, D)
+        pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.8: (B, D)
+        logits = self.head(self.dropout(pooled))  # Eq. 5.9: (B, n_classes)
+        loss = None if labels is None else F.cross_entropy(logits.float(), labels)
+        return logits, loss

@@ -1,0 +1,137 @@
+"""Model configuration: one typed dataclass, validated, plus the argparse bridge the scripts share.
+
+`ModelConfig` holds every number that fixes the *shape* of a Transformer (Vaswani et al. 2017,
+https://arxiv.org/abs/1706.03762, section 3) and the few switches that choose between textbook variants
+(exact vs tanh GELU, weight tying, hand-written vs fused attention). Training settings (learning rate,
+batch size, ...) are not here: they live in a dataclass at the top of each script.
+
+Left out on purpose: rotary / ALiBi positions, grouped-query attention, mixture of experts.
+Explained in lectures/00_overview.ipynb (notation and shape legend) and lectures/05_model.ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+
+# One label for "no loss here", shared by the data pipeline and every head: PyTorch's cross_entropy default.
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = field(default=65, metadata={"help": "V: number of token ids (65 = Tiny Shakespeare's characters)"})
+    max_seq_len: int = field(default=256, metadata={"help": "T_max: longest sequence the learned position table covers"})
+    d_model: int = field(default=128, metadata={"help": "D: width of the residual stream"})
+    n_heads: int = field(default=4, metadata={"help": "H: attention heads; d_head = D / H"})
+    n_layers: int = field(default=4, metadata={"help": "number of Transformer blocks"})
+    d_ff: int | None = field(default=None, metadata={"help": "hidden width of the MLP; None means 4 * d_model (Vaswani et al., section 3.3)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on attention weights, residual branches and embeddings"})
+    bias: bool = field(default=True, metadata={"help": "biases in Linear and LayerNorm (GPT-2 and BERT use them)"})
+    norm_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon (GPT-2: 1e-5; BERT: 1e-12)"})
+    gelu: str = field(default="tanh", metadata={"help": "\"tanh\" (GPT-2's approximation) or \"exact\" (erf form, BERT)"})
+    tie_weights: bool = field(default=True, metadata={"help": "share the token embedding with the output projection (Press & Wolf 2017)"})
+    attn_impl: str = field(default="manual", metadata={"help": "\"manual\" (hand-written, taught and tested) or \"sdpa\" (PyTorch's fused kernel)"})
+    causal: bool = field(default=True, metadata={"help": "True: GPT-style left-to-right; False: BERT-style bidirectional"})
+
+    def __post_init__(self) -> None:
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}): "
+                f"each head gets d_model / n_heads dimensions; try n_heads in {_divisors(self.d_model)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        if self.gelu not in ("tanh", "exact"):
+            raise ValueError(f"ModelConfig.gelu must be 'tanh' or 'exact', got {self.gelu!r}")
+        if self.attn_impl not in ("manual", "sdpa"):
+            raise ValueError(f"ModelConfig.attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
+
+    @property
+    def d_head(self) -> int:
+        """Dh = D / H, the width of one attention head."""
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict (checkpoint metadata is JSON, never pickle)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+def _divisors(n: int) -> list[int]:
+    return [k for k in range(1, min(n, 64) + 1) if n % k == 0]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# dataclass <-> argparse: every field of a settings dataclass becomes a --flag, its comment-derived help text
+# comes from the `help` metadata or the field name. Scripts use this so that --help lists every setting.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _parse_optional_int(text: str) -> int | None:
+    if text.lower() in ("none", "null", ""):
+        return None
+    return int(text)
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None,
+                       group_title: str | None = None) -> None:
+    """Add one `--field-name` option per dataclass field; defaults are None so presets can fill the gaps."""
+    target = parser.add_argument_group(group_title) if group_title else parser
+    hints = typing.get_type_hints(cls)
+    helps = helps or {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        origin = typing.get_origin(hint)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else hint
+        if base is bool:
+            kind, metavar = _parse_bool, "{true,false}"
+        elif base is int:
+            kind, metavar = (_parse_optional_int if args else int), "INT"
+        elif base is float:
+            kind, metavar = float, "FLOAT"
+        else:
+            kind, metavar = str, "STR"
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, f.metadata.get("help", f.name.replace("_", " ")))
+        choices = f.metadata.get("choices")
+        target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None, metavar=metavar
+                            if not choices else None, choices=choices,
+                            help=f"{text} (default: {default})")
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):
+    """Build `cls` from preset values `base` overridden by every flag the user actually gave."""
+    values = dict(base or {})
+    for f in fields(cls):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)

@@ -1,0 +1,217 @@
+"""One Transformer backbone and two language-model heads: causal (GPT) and masked (BERT).
+
+- `Transformer`: token + learned position embeddings, a stack of pre-norm blocks, a final LayerNorm (Eq. 5.1).
+- `CausalLM`: next-token prediction, GPT-2 style (Radford et al. 2019, "Language Models are Unsupervised Multitask
+  Learners", section 2.3): left-to-right attention, output projection tied to the token embedding (Eq. 5.2; Press &
+  Wolf 2017, https://arxiv.org/abs/1608.05859), GPT-2 initialisation (Eq. 5.4), generation with a KV cache.
+- `MaskedLM`: BERT's masked-token prediction (Devlin et al. 2019, https://arxiv.org/abs/1810.04805, section 3.1):
+  bidirectional attention and BERT's MLM head (dense, GELU, LayerNorm, tied decoder + bias; Eq. 5.3).
+The classification head lives in classifier.py, sampling rules in sampling.py, GPT-2 weight loading in pretrained.py.
+
+Left out on purpose: BERT's segment embeddings and next-sentence prediction (RoBERTa showed NSP does not help),
+dropout variants, mixture of experts. Read beside lectures/05_model.ipynb.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import KVCache
+from .block import LayerNorm, TransformerBlock, gelu
+from .config import IGNORE_INDEX, ModelConfig
+from .sampling import sample_next
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy -1/N sum_t log p(x_{t+1} | x_<=t) over targets != IGNORE_INDEX (Eq. 2.2).
+
+    logits: (B, T, V) predictions at every position; targets: (B, T), the inputs shifted left by one.
+    """
+    B, T, V = logits.shape
+    return F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T), ignore_index=IGNORE_INDEX)
+
+
+def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over the masked positions only, i.e. where targets != IGNORE_INDEX (Eq. 2.3).
+
+    The arithmetic is the same as `next_token_loss`; what differs is which targets the data pipeline fills in
+    (every next token there, only the ~15% selected positions here).
+    """
+    return next_token_loss(logits, targets)
+
+
+class Transformer(nn.Module):
+    """Embeddings -> n_layers pre-norm blocks -> final LayerNorm. Returns hidden states (B, T, D)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)  # E: (V, D)
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (T_max, D), learned (GPT-2, BERT)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+        self.norm_f = LayerNorm(config.d_model, config.norm_eps, config.bias)  # pre-norm needs a final norm
+
+    def check_input(self, idx: torch.Tensor, past: int = 0) -> None:
+        """Raise a ValueError that says what is wrong with `idx` (cheap checks first)."""
+        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"token ids must be an integer tensor (torch.long), got {kind}")
+        if idx.dim() != 2:
+            raise ValueError(f"token ids must have shape (B, T), got {tuple(idx.shape)}")
+        T = idx.shape[1]
+        if past + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {past + T} tokens is longer than the model's context "
+                             f"(max_seq_len={self.config.max_seq_len}): truncate or crop the input")
+        if T == 0:
+            raise ValueError("token ids are empty (T = 0): give at least one token")
+        if not torch.compiler.is_compiling():  # a data-dependent check would break the compiled graph
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.config.vocab_size:
+                raise ValueError(f"token id {lo if lo < 0 else hi} is outside the vocabulary "
+                                 f"[0, {self.config.vocab_size}): was the text encoded with this model's tokenizer?")
+
+    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                kv_caches: list[KVCache] | None = None) -> torch.Tensor:
+        past = kv_caches[0].length if kv_caches else 0
+        self.check_input(idx, past)
+        B, T = idx.shape
+        pos = torch.arange(past, past + T, device=idx.device)  # (T,) absolute positions
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, attention_mask, kv_caches[i] if kv_caches else None)  # (B, T, D)
+        return self.norm_f(x)  # (B, T, D)
+
+
+def init_weights(module: nn.Module, n_layers: int) -> None:
+    """GPT-2 initialisation (Eq. 5.4): every weight ~ N(0, 0.02^2), biases 0, LayerNorm gain 1; the projections that
+    write into the residual stream (attention out_proj, MLP fc_out) ~ N(0, (0.02 / sqrt(2 n_layers))^2), so the
+    variance of the residual stream does not grow with depth (GPT-2 paper, section 2.3: 2 residual adds per block)."""
+    for name, p in module.named_parameters():
+        if name.endswith("bias"):
+            nn.init.zeros_(p)
+        elif "norm" in name and name.endswith("weight"):
+            nn.init.ones_(p)
+        elif name.endswith("out_proj.weight") or name.endswith("fc_out.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))  # Eq. 5.4, residual projections
+        else:
+            nn.init.normal_(p, mean=0.0, std=0.02)  # Eq. 5.4; 0.02: GPT-2's initializer_range
+
+
+class LanguageModel(nn.Module):
+    """What both LM heads share: the backbone, parameter counting and the FLOP estimate."""
+
+    config: ModelConfig
+    backbone: Transformer
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, counting tied weights once; `non_embedding` leaves out the position table (Eq. 5.10)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.backbone.pos_emb.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, forward + backward (Eq. 5.11; Kaplan et al. 2020, section 2.1; PaLM appendix B):
+        6 N for the weight matmuls (2 forward, 4 backward per multiply-add) + 12 L D T for attention scores and
+        the weighted sum of values."""
+        c = self.config
+        T = seq_len or c.max_seq_len
+        return 6 * self.num_params(non_embedding=True) + 12 * c.n_layers * c.d_model * T
+
+
+class CausalLM(LanguageModel):
+    """GPT: predict token t+1 from tokens 1..t. `forward(idx, targets=None) -> (logits, loss)`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not config.causal:
+            raise ValueError("CausalLM needs ModelConfig(causal=True); use MaskedLM for a bidirectional model")
+        self.config = config
+        self.backbone = Transformer(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # (D -> V)
+        if config.tie_weights:
+            self.lm_head.weight = self.backbone.tok_emb.weight  # Eq. 5.2: logits = h E^T (weight tying)
+        init_weights(self, config.n_layers)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None):
+        h = self.backbone(idx, attention_mask)  # (B, T, D)
+        logits = self.lm_head(h)  # Eq. 5.2: (B, T, V)
+        loss = None if targets is None else next_token_loss(logits, targets)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
+        """Append up to `max_new_tokens` sampled tokens to `idx` (B, T) and return (B, T + n).
+
+        temperature 0 means greedy decoding (argmax). Sampling rules: sampling.py (Eqs. 5.5-5.7).
+        With `use_cache`, each step runs the model on the newest token only and reads the earlier keys and values
+        from a KV cache (Eq. 3.7). Learned absolute positions cannot slide, so once the context is full each step
+        re-encodes the last max_seq_len tokens, exactly as generation without a cache does.
+        `eos_id`: a row that has produced it keeps producing it; generation stops when every row has.
+        """
+        self.backbone.check_input(idx)
+        was_training = self.training
+        self.eval()
+        T_max = self.config.max_seq_len
+        caches: list[KVCache] | None = None
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and caches[0].length < T_max:
+                h = self.backbone(idx[:, -1:], kv_caches=caches)  # only the new token: (B, 1, D)
+            else:
+                window = idx[:, -T_max:]  # crop to the context: (B, min(T, T_max))
+                caches = [KVCache(T_max) for _ in self.backbone.blocks] if use_cache else None
+                h = self.backbone(window, kv_caches=caches)  # (B, T, D)
+            logits = self.lm_head(h[:, -1, :])  # (B, V)
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            if eos_id is not None:
+                nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
+                done |= nxt[:, 0] == eos_id
+            idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
+            if eos_id is not None and bool(done.all()):
+                break
+        self.train(was_training)
+        return idx
+
+    @classmethod
+    def from_pretrained(cls, path) -> "CausalLM":
+        """Load a local Hugging Face GPT-2 checkpoint directory (no network); see pretrained.py."""
+        from .pretrained import load_hf_gpt2
+
+        return load_hf_gpt2(cls, path)
+
+
+class MaskedLM(LanguageModel):
+    """BERT: predict the masked tokens from both sides. `forward(idx, targets=None, attention_mask=None)`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.causal:
+            raise ValueError("MaskedLM needs ModelConfig(causal=False): a masked LM reads both directions")
+        self.config = config
+        self.backbone = Transformer(config)
+        # BERT's prediction head ("transform" then decoder): dense -> GELU -> LayerNorm -> E^T + b (Eq. 5.3)
+        self.head_dense = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.head_norm = LayerNorm(config.d_model, config.norm_eps, config.bias)
+        self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))  # BERT keeps an output bias per token
+        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        if config.tie_weights:
+            self.decoder.weight = self.backbone.tok_emb.weight  # tied, as in BERT
+        init_weights(self, config.n_layers)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None):
+        h = self.backbone(idx, attention_mask)  # (B, T, D)
+        z = self.head_norm(gelu(self.head_dense(h), self.approximate))  # (B, T, D)
+        logits = self.decoder(z) + self.decoder_bias  # Eq. 5.3: (B, T, V)
+        loss = None if targets is None else masked_lm_loss(logits, targets)
+        return logits, loss
