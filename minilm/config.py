@@ -122,9 +122,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[s
         default = f.default if f.default is not dataclasses.MISSING else None
         text = helps.get(f.name, f.metadata.get("help", f.name.replace("_", " ")))
         choices = f.metadata.get("choices")
-        target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None, metavar=metavar
-                            if not choices else None, choices=choices,
-                            help=f"{text} (default: {default})")
+        extra = {"nargs": "?", "const": True} if base is bool else {}  # `--resume` alone means true
+        target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                            metavar=None if choices else metavar, choices=choices,
+                            help=f"{text} (default: {default})", **extra)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):

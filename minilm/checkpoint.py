@@ -1,0 +1,187 @@
+"""Checkpoint files and atomic writes: everything a run needs to resume, in one file that cannot run code.
+
+A checkpoint is one torch.save archive holding a dict:
+    {"format": "minilm-checkpoint", "version": 1, "meta": "<JSON string>", "tensors": {...nested state dicts...}}
+`tensors` holds the state dicts (model, optimizer, grad scaler, RNG states, data-sampler generators); `meta` holds
+everything else (config, step, best val loss, tokenizer) as JSON text, so no Python object is ever pickled.
+Files are loaded with torch.load(weights_only=True), which refuses any pickle that would import or call code
+(a checkpoint from the internet is a program otherwise: https://pytorch.org/docs/stable/generated/torch.load.html).
+Every write goes to a temporary file in the same directory, is flushed and fsynced, then os.replace'd over the
+target, so a crash mid-write leaves the previous file intact (rename is atomic on POSIX and Windows).
+
+Explained in lectures/06_training.ipynb. Left out on purpose: sharded checkpoints, safetensors export, keeping the
+last k checkpoints (train.py keeps the latest and the best).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Any, BinaryIO, Callable
+
+import torch
+
+FORMAT = "minilm-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "ckpt.pt"  # the file name inside a run directory (nanoGPT's out_dir/ckpt.pt)
+_SAFE_LEAVES = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> str:
+    """Write through `write(f)` into a temp file next to `path`, fsync, rename over `path`; clean up on any error."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass  # some filesystems refuse fsync on directories; the rename is still atomic
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    """Replace `path` with `data` atomically; returns the path."""
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> str:
+    """Replace `path` with `text` atomically; returns the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _check_tensors(obj: Any, where: str) -> None:
+    """Fail at save time, naming the key, on anything weights_only loading would refuse at resume time."""
+    if isinstance(obj, torch.Tensor) or isinstance(obj, _SAFE_LEAVES):
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, (str, int)):
+                raise ValueError(f"checkpoint key {where}[{key!r}] must be a str or int, got {type(key).__name__}")
+            _check_tensors(value, f"{where}[{key!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            _check_tensors(value, f"{where}[{i}]")
+    else:
+        raise ValueError(f"checkpoint entry {where} is a {type(obj).__name__}; only tensors, numbers, strings and "
+                         f"dicts/lists of them can be stored (put other data in the JSON metadata)")
+
+
+def _resolve(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict, meta: dict) -> str:
+    """Atomically write `tensors` (nested state dicts) and `meta` (JSON-serialisable) to `path` (a file, or a
+    directory, meaning <dir>/ckpt.pt). Returns the file path written."""
+    _check_tensors(tensors, "tensors")
+    try:
+        meta_json = json.dumps(meta, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
+    payload = {"format": FORMAT, "version": VERSION, "meta": meta_json, "tensors": tensors}
+    return _atomic_write(_resolve(path), lambda f: torch.save(payload, f))
+
+
+def _verify_crc(path: str) -> None:
+    """torch.load does not check the zip's CRC-32s, so flipped bytes inside a tensor would load silently."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()  # reads every member and compares its CRC-32 with the one stored at save time
+    except zipfile.BadZipFile:
+        return  # not a zip archive at all (or its index is gone): torch.load below says what is wrong
+    except Exception as e:  # noqa: BLE001  damaged local headers
+        raise ValueError(f"{path} is corrupt ({_first_line(e)}); use another checkpoint or re-run training") from None
+    if bad is not None:
+        raise ValueError(f"{path} is corrupt: checksum mismatch in {bad!r} (damaged on disk or in transfer); "
+                         f"use another checkpoint or re-run training")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", verify: bool = True) -> tuple[dict, dict]:
+    """(tensors, meta) from a file written by save_checkpoint; `path` may be a run directory holding ckpt.pt.
+    Raises FileNotFoundError for a missing file and ValueError for anything that is not a readable, safe,
+    minilm checkpoint, with what to do about it. `verify` checks the archive's CRC-32s first (one extra read)."""
+    original = os.fspath(path)
+    if os.path.isdir(original) and not os.path.isfile(os.path.join(original, CHECKPOINT_NAME)):
+        raise FileNotFoundError(f"directory {original} holds no {CHECKPOINT_NAME}: pass the checkpoint file itself, "
+                                f"or the --out-dir of a run that has saved a checkpoint")
+    path = _resolve(original)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or train first (python train.py)")
+    if verify:
+        _verify_crc(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "GLOBAL" in text:  # weights_only met an import of a function or class: the pickle would run code
+            raise ValueError(f"{path} is not loadable: it contains pickled Python objects that could run code when "
+                             f"loaded (unsafe), so it was refused. Only load checkpoints from a source you trust, "
+                             f"and re-save them as tensors") from None
+        raise ValueError(f"{path} is not a PyTorch checkpoint or is corrupt ({_first_line(e)}); "
+                         f"re-run training or re-download it") from None
+    except Exception as e:  # noqa: BLE001  truncated zips raise RuntimeError / EOFError; random bytes anything
+        raise ValueError(f"{path} is truncated or corrupt ({_first_line(e)}); a crash mid-copy can cause this. "
+                         f"Use another checkpoint or re-run training") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        hint = (" It looks like a bare state_dict (e.g. a Hugging Face pytorch_model.bin): load weights with "
+                "model.load_state_dict or minilm's pretrained loader instead." if isinstance(payload, dict) else "")
+        raise ValueError(f"{path} is not a minilm checkpoint (no format marker {FORMAT!r}).{hint}")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path} is a minilm checkpoint of version {payload.get('version')!r}; this code reads "
+                         f"version {VERSION}: use the minilm version that wrote it")
+    try:
+        meta = json.loads(payload["meta"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} has unreadable metadata ({e}); the file is corrupt") from None
+    tensors = payload.get("tensors")
+    if not isinstance(tensors, dict):
+        raise ValueError(f"{path} has no tensor dict; the file is corrupt")
+    return tensors, meta
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+def check_compatible(meta: dict, expected: dict, prefix: str = "") -> None:
+    """Raise ValueError naming every field of `expected` (nested dicts compared field by field) whose value differs
+    from the checkpoint's `meta`, e.g. when resuming with a different model config."""
+    expected = json.loads(json.dumps(expected))  # compare in JSON terms: tuples become lists, keys become str
+    problems = []
+    _diff(meta, expected, prefix, problems)
+    if problems:
+        raise ValueError("checkpoint is incompatible with the current settings: " + "; ".join(problems)
+                         + ". Use the checkpoint's settings, or start a fresh run in another --out-dir")
+
+
+def _diff(meta: Any, expected: dict, prefix: str, problems: list[str]) -> None:
+    for key, want in expected.items():
+        name = f"{prefix}{key}"
+        if not isinstance(meta, dict) or key not in meta:
+            problems.append(f"{name} is missing from the checkpoint (expected {want!r})")
+        elif isinstance(want, dict) and isinstance(meta[key], dict):
+            _diff(meta[key], want, name + ".", problems)
+        elif meta[key] != want:
+            problems.append(f"{name} is {meta[key]!r} in the checkpoint but {want!r} now")

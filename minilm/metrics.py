@@ -1,0 +1,111 @@
+"""Classification metrics in NumPy: accuracy, confusion matrix, per-class precision / recall / F1, and a report
+with the same structure and numbers as scikit-learn's classification_report(output_dict=True, zero_division=0).
+
+Definitions follow Manning, Raghavan & Schuetze, Introduction to Information Retrieval (2008), section 8.3, and
+scikit-learn's documentation (https://scikit-learn.org/stable/modules/model_evaluation.html#precision-recall-f-measure-metrics);
+scikit-learn is the oracle in tests/test_metrics.py. Explained in lectures/07_finetuning.ipynb.
+Left out on purpose: multi-label metrics, micro averages other than accuracy, sample weights, ROC / PR curves.
+Classes are the integers 0 .. n_classes-1; a class absent from both y_true and y_pred still gets a row.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+_HEADERS = ("precision", "recall", "f1-score", "support")
+
+
+def _as_labels(y_true, y_pred, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(y_pred).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(y_true)} and {len(y_pred)}")
+    if len(y_true) == 0:
+        raise ValueError("no examples: y_true and y_pred are empty")
+    if not (np.issubdtype(y_true.dtype, np.integer) and np.issubdtype(y_pred.dtype, np.integer)):
+        raise ValueError("labels must be integer class ids 0 .. n_classes-1 (map label names to ids first)")
+    if n_classes is not None:
+        low, high = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(f"class ids must lie in 0 .. {n_classes - 1}, found {low if low < 0 else high}")
+    return y_true.astype(np.int64), y_pred.astype(np.int64)
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0.0 where den == 0 (scikit-learn's zero_division=0)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Eq. 7.1: acc = 1/N sum_n 1[y^_n = y_n]."""
+    y_true, y_pred = _as_labels(y_true, y_pred)
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Eq. 7.2: C[i, j] = #{n : y_n = i and y^_n = j}; rows are true classes, columns predictions. (K, K) int64."""
+    y_true, y_pred = _as_labels(y_true, y_pred, n_classes)
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)  # (K*K,)
+    return cm.reshape(n_classes, n_classes)  # (K, K)
+
+
+def precision_recall_f1(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class (precision, recall, f1, support), each of shape (K,); 0.0 wherever a denominator is 0.
+
+    Eq. 7.3: P_c = TP_c / (TP_c + FP_c) = C[c, c] / sum_i C[i, c]
+    Eq. 7.4: R_c = TP_c / (TP_c + FN_c) = C[c, c] / sum_j C[c, j]
+    Eq. 7.5: F1_c = 2 P_c R_c / (P_c + R_c) = 2 TP_c / (2 TP_c + FP_c + FN_c)
+    The second form of Eq. 7.5 is what is computed (scikit-learn >= 1.3 does the same); the two agree except
+    where P_c + R_c = 0, where both are defined as 0 here.
+    """
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm)  # (K,)
+    predicted = cm.sum(axis=0)  # (K,) TP + FP
+    support = cm.sum(axis=1)  # (K,) TP + FN: how many examples truly are class c
+    precision = _safe_divide(tp, predicted)
+    recall = _safe_divide(tp, support)
+    f1 = _safe_divide(2 * tp, predicted + support)
+    return precision, recall, f1, support
+
+
+def classification_report(y_true, y_pred, label_names: Sequence[str]) -> dict:
+    """Dict shaped like sklearn.metrics.classification_report(..., output_dict=True, zero_division=0):
+    {name: {"precision", "recall", "f1-score", "support"}, ..., "accuracy": float, "macro avg": {...},
+    "weighted avg": {...}}. Values are Python floats (support too, as in scikit-learn).
+
+    Eq. 7.6: macro m = 1/K sum_c m_c;  weighted m = sum_c (n_c / N) m_c  with n_c the support of class c.
+    """
+    names = [str(n) for n in label_names]
+    if len(set(names)) != len(names):
+        raise ValueError(f"label names must be unique, got {names}")
+    precision, recall, f1, support = precision_recall_f1(y_true, y_pred, len(names))
+    report: dict = {}
+    for i, name in enumerate(names):
+        report[name] = dict(zip(_HEADERS, (float(precision[i]), float(recall[i]), float(f1[i]), float(support[i]))))
+    report["accuracy"] = accuracy(y_true, y_pred)
+    total = float(support.sum())
+    weights = support / support.sum()  # (K,) n_c / N
+    report["macro avg"] = dict(zip(_HEADERS, (float(precision.mean()), float(recall.mean()), float(f1.mean()), total)))
+    report["weighted avg"] = dict(zip(_HEADERS, (float(weights @ precision), float(weights @ recall),
+                                                 float(weights @ f1), total)))
+    return report
+
+
+def format_report(report: dict, digits: int = 2) -> str:
+    """Text table in scikit-learn's layout for a dict from classification_report."""
+    rows = [name for name in report if name not in ("accuracy", "macro avg", "weighted avg")]
+    width = max([len(r) for r in rows] + [len("weighted avg"), digits])
+    lines = [f"{'':>{width}s} " + "".join(f" {h:>9}" for h in _HEADERS), ""]
+
+    def row(name: str, values: dict) -> str:
+        p, r, f, s = (values[h] for h in _HEADERS)
+        return f"{name:>{width}s} " + "".join(f" {v:>9.{digits}f}" for v in (p, r, f)) + f" {int(s):>9}"
+
+    lines += [row(name, report[name]) for name in rows] + [""]
+    total = int(report["macro avg"]["support"])
+    lines.append(f"{'accuracy':>{width}s} " + f" {'':>9}" * 2 + f" {report['accuracy']:>9.{digits}f} {total:>9}")
+    lines += [row("macro avg", report["macro avg"]), row("weighted avg", report["weighted avg"])]
+    return "\n".join(lines) + "\n"
