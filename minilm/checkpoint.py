@@ -185,3 +185,36 @@ def _diff(meta: Any, expected: dict, prefix: str, problems: list[str]) -> None:
             _diff(meta[key], want, name + ".", problems)
         elif meta[key] != want:
             problems.append(f"{name} is {meta[key]!r} in the checkpoint but {want!r} now")
+
+
+def find_checkpoint(path: str | os.PathLike, prefer: str = "best.pt") -> str:
+    """A run directory -> its `prefer` file (best.pt: lowest val loss) if present, else ckpt.pt (the latest);
+    a file path is returned as it is."""
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, prefer)):
+        return os.path.join(path, prefer)
+    return _resolve(path)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """(model, tokenizer, meta) from a train.py checkpoint (a file, or a run directory: best.pt first).
+
+    The model class comes from meta["kind"] ("clm" -> CausalLM, "mlm" -> MaskedLM), its shape from
+    meta["model_config"], and the tokenizer from meta["tokenizer"], so a checkpoint is all one needs.
+    """
+    from .config import ModelConfig
+    from .model import CausalLM, MaskedLM
+    from .tokenizer import tokenizer_from_dict
+
+    file = find_checkpoint(path)
+    tensors, meta = load_checkpoint(file, map_location=device)
+    classes = {"clm": CausalLM, "mlm": MaskedLM}
+    if meta.get("kind") not in classes or "model_config" not in meta or "model" not in tensors:
+        raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a language model "
+                         f"written by train.py (kinds: {sorted(classes)})")
+    model = classes[meta["kind"]](ModelConfig.from_dict(meta["model_config"]))
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{file}: weights do not fit the model its metadata describes ({_first_line(e)})") from None
+    return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"]), meta
