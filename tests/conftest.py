@@ -30,3 +30,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA} (CI and the dev machines have them)")
     return SHARED_DATA
+
+
+def pytest_addoption(parser):
+    # tests/exercises/ run against minilm by default; students point them at their own code (Teaching with minilm).
+    parser.addoption("--impl", default=None, metavar="IMPL",
+                     help="implementation for tests/exercises/: 'reference' (minilm, the default), 'exercises' "
+                          "(lectures/exercises/) or a folder holding a copy of it; or set MINILM_IMPL")
