@@ -1,0 +1,39 @@
+"""Exercise metrics.py::precision_recall_f1 (lectures/07_finetuning.ipynb), checked against scikit-learn."""
+
+import numpy as np
+import pytest
+
+exercise = pytest.mark.exercise
+sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the oracle: pip install -e '.[dev]'")
+
+
+def _check(solution, y_true, y_pred, n_classes, what):
+    result = solution(y_true, y_pred, n_classes)
+    assert isinstance(result, tuple) and len(result) == 4, "return a tuple (precision, recall, f1, support)"
+    expected = sklearn_metrics.precision_recall_fscore_support(y_true, y_pred, labels=list(range(n_classes)),
+                                                               zero_division=0)
+    for name, got, want in zip(("precision", "recall", "f1", "support"), result, expected):
+        got = np.asarray(got)
+        assert got.shape == (n_classes,), f"{what}: {name} must have shape ({n_classes},), got {got.shape}"
+        assert np.allclose(got, want), (f"{what}: {name} per class, expected {np.round(want, 4).tolist()} "
+                                        f"(scikit-learn), got {np.round(got.astype(float), 4).tolist()}")
+
+
+@exercise("metrics.py::precision_recall_f1")
+def test_precision_recall_f1_worked_example(solution):
+    # class 0: TP 2, FP 1, FN 1 -> P = R = F1 = 2/3; class 1: TP 1, FP 1, FN 1 -> 1/2; class 2: TP 1, FP 0, FN 0 -> 1.
+    _check(solution, [0, 0, 0, 1, 1, 2], [0, 0, 1, 0, 1, 2], 3, "a 6-example, 3-class worked example")
+
+
+@exercise("metrics.py::precision_recall_f1")
+def test_precision_recall_f1_random_labels(solution):
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 5, 200)
+    y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 5, 200))
+    _check(solution, y_true, y_pred, 5, "200 random labels, 5 classes")
+
+
+@exercise("metrics.py::precision_recall_f1")
+def test_precision_recall_f1_empty_classes_give_zero(solution):
+    # class 1 is never predicted (P = 0/0), class 3 never occurs nor is predicted (everything 0/0): all 0, no NaN.
+    _check(solution, [0, 1, 1, 2], [0, 0, 2, 2], 4, "classes never predicted or never present (0/0 -> 0)")
