@@ -34,7 +34,7 @@ from minilm.data import get_causal_batch, get_mlm_batch, get_mlm_document_batch,
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_loss_curves
 from minilm.tokenizer import tokenizer_from_dict
-from minilm.training import (Throughput, autocast_context, configure_optimizer, evaluate, format_eta, get_lr,
+from minilm.training import (autocast_context, configure_optimizer, evaluate, format_eta, get_lr,
                              make_grad_scaler, maybe_compile, mfu, peak_flops, resolve_device, resolve_dtype,
                              rng_state, set_rng_state, set_seed)
 
@@ -97,9 +97,9 @@ PRESETS: dict[str, tuple[dict, dict]] = {
              eval_iters=200, beta2=0.99, out_dir="out/shakespeare-char-gpu"),
         dict(max_seq_len=256, d_model=384, n_heads=6, n_layers=6, dropout=0.2)),
     "imdb-mlm": (  # BERT-style pretraining on unlabelled reviews, then `python finetune.py --init out/imdb-mlm`
-        dict(objective="mlm", data="data/imdb", out_dir="out/imdb-mlm", max_iters=3000, batch_size=32, lr=1e-3,
-             min_lr=1e-4, warmup_iters=200, eval_interval=250, eval_iters=20, beta2=0.99, weight_decay=0.01),
-        dict(max_seq_len=128, d_model=256, n_heads=4, n_layers=4, dropout=0.1, gelu="exact", causal=False)),
+        dict(objective="mlm", data="data/imdb", out_dir="out/imdb-mlm", max_iters=600, batch_size=32, lr=2e-3,
+             min_lr=2e-4, warmup_iters=60, eval_interval=200, eval_iters=10, beta2=0.99, weight_decay=0.01),
+        dict(max_seq_len=128, d_model=128, n_heads=4, n_layers=4, dropout=0.1, gelu="exact")),
     "gpt2-124m": (  # GPT-2 small's shape (Radford et al. 2019, table 2) for real GPUs; ~0.5M tokens per step
         dict(data="data/shakespeare", out_dir="out/gpt2-124m", max_iters=600000, batch_size=12, grad_accum=40,
              lr=6e-4, min_lr=6e-5, warmup_iters=2000, eval_interval=1000, eval_iters=200, beta2=0.95),
@@ -187,7 +187,13 @@ def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
     if not resume and not overwrite and ckpt.is_file():
         raise ValueError(f"{out_dir} already holds a run ({ckpt}): pass --resume to continue it, --overwrite to "
                          f"replace it, or choose another --out-dir")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a parent is a file, or no permission
+        raise ValueError(f"cannot create --out-dir {out_dir} ({e.strerror}): choose another --out-dir") from None
+    for name in ("ckpt.pt", "best.pt", "metrics.jsonl", "loss.png"):  # temp files of a run killed mid-write
+        for stale in out_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     if not os.access(out_dir, os.W_OK):
         raise ValueError(f"--out-dir {out_dir} is not writable: choose another --out-dir")
 
@@ -229,6 +235,12 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     data_dir = find_data(s.data)
     meta = load_meta(data_dir)
     tokenizer = tokenizer_from_dict(meta["tokenizer"])
+    if s.objective == "mlm" and tokenizer.mask_id is None:
+        raise ValueError(f"--objective mlm needs a tokenizer with a <mask> token, but {data_dir}'s has none: prepare "
+                         f"the data with special tokens (as data/imdb/prepare.py does) or use --objective clm")
+    for split in ("train", "val"):
+        if meta["counts"].get(split) == 0:
+            raise ValueError(f"{data_dir}/{split}.bin is empty (0 tokens): re-run prepare.py with more text")
     train_data, val_data = load_split(data_dir, "train"), load_split(data_dir, "val")
     if model_overrides.get("vocab_size", meta["vocab_size"]) != meta["vocab_size"]:
         raise ValueError(f"--vocab-size {model_overrides['vocab_size']} differs from the dataset's "
@@ -248,8 +260,11 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                                           s.mask_prob)
         return get_mlm_batch(data, s.batch_size, T, generator, tokenizer, device, s.mask_prob)  # (inputs, targets)
 
-    get_batch("train", torch.Generator().manual_seed(0))  # fail now, before any file is written, if data is short
-    get_batch("val", torch.Generator().manual_seed(0))
+    for split, data in (("train", train_data), ("val", val_data)):  # fail now, before any file is written
+        if len(data) < T + 1:
+            raise ValueError(f"the {split} split of {data_dir} has {len(data):,} tokens, too few for one window of "
+                             f"--max-seq-len {T} (+1): lower --max-seq-len or prepare more data")
+        get_batch(split, torch.Generator().manual_seed(0))
 
     # ---- model, optimizer, checkpoint state -----------------------------------------------------------------------
     out_dir = Path(s.out_dir)
@@ -261,7 +276,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     train_gen = torch.Generator().manual_seed(s.seed)  # every process draws the same stream (see the DDP note)
     run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": meta["tokenizer"],
                 "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(s)}
-    start_step, best_val, records = 0, math.inf, []
+    start_step, best_val, records, last_saved = 0, math.inf, [], None  # last_saved: step of the ckpt.pt on disk
     if s.resume:
         tensors, old = load_checkpoint(out_dir / "ckpt.pt")
         check_compatible(old, {"kind": s.objective, "model_config": config.to_dict()})
@@ -269,7 +284,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
         optimizer.load_state_dict(tensors["optimizer"])
         scaler.load_state_dict(tensors["scaler"])
         set_rng_state(tensors["rng"], {"train": train_gen})
-        start_step, best_val = old["step"], old["best_val_loss"]
+        start_step, best_val, last_saved = old["step"], old["best_val_loss"], old["step"]
         records = [r for r in _read_metrics(out_dir) if r["step"] < start_step]  # drop lines past the checkpoint
         say(f"resuming {out_dir} at step {start_step} (best val loss so far {best_val:.4f})")
     raw_model = model  # saved and evaluated; the compiled / DDP wrappers only train
@@ -289,6 +304,11 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     def write_metrics() -> None:
         atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
+    def diverged(what: str, step: int) -> ValueError:
+        where = (f"The last good checkpoint is {out_dir / 'ckpt.pt'} (step {last_saved}); resume from it"
+                 if last_saved is not None else "No checkpoint was saved; start again")
+        return ValueError(f"{what} at step {step}: training diverged. {where} with a lower --lr or --grad-clip")
+
     local_accum = s.grad_accum // world
     tokens_per_step = s.batch_size * T * s.grad_accum
     flops_token = raw_model.flops_per_token(T)
@@ -298,8 +318,8 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
         f"{tokens_per_step:,} tokens/step | {data_dir} ({len(train_data):,} train tokens)")
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
-    throughput = Throughput()
     t_start = time.time()
+    interval_start, interval_steps = time.perf_counter(), 0  # tokens/s counts training steps only, not evals
     step = start_step
     for step in range(start_step, s.max_iters + 1):
         lr = get_lr(step, s.lr, s.min_lr, s.warmup_iters, s.max_iters)  # Eq. 6.6
@@ -309,19 +329,26 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
         last = step == s.max_iters or out_of_time or (s.stop_after > 0 and step == s.stop_after)
 
         if step % s.eval_interval == 0 or last:  # evaluate on fixed batches, so evaluations are comparable
+            t_eval = time.perf_counter()
             losses = {split: evaluate(raw_model, lambda sp=split, g=torch.Generator().manual_seed(1): get_batch(sp, g),
                                       s.eval_iters, ctx) for split in ("train", "val")}
             record = {"step": step, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
                       "time_s": time.time() - t_start}
             say(f"step {step:>5} | eval: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            if not all(math.isfinite(v) for v in losses.values()):  # never overwrite a good checkpoint with NaNs
+                raise diverged(f"the evaluation loss is {losses['val']} (val), {losses['train']} (train)", step)
+            if not all(bool(torch.isfinite(p).all()) for p in raw_model.parameters()):
+                raise diverged("the weights hold NaN or inf", step)
             if master:
                 records.append(record)
                 if losses["val"] < best_val:
                     best_val = losses["val"]
                     save(out_dir / "best.pt", step, losses["val"], full=False)
+                write_metrics()  # before ckpt.pt: a run killed in between still has every record up to the ckpt
                 save(out_dir / "ckpt.pt", step, losses["val"], full=True)  # the latest, for --resume
-                write_metrics()
                 plot_loss_curves(records, out_dir / "loss.png")
+            last_saved = step
+            interval_start += time.perf_counter() - t_eval
         if last:
             break
 
@@ -342,6 +369,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
         scaler.step(optimizer)  # Eqs. 6.2-6.5 (skipped by the scaler if fp16 gradients overflowed)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        interval_steps += 1
 
         if (step + 1) % s.log_interval == 0 or step + 1 == s.max_iters:
             if ddp:  # report the loss of the whole global batch, not just this process's share
@@ -350,10 +378,9 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                 loss_sum = loss_sum / world
             loss_value = float(loss_sum) / local_accum
             if not math.isfinite(loss_value):
-                raise ValueError(f"loss is {loss_value} at step {step}: training diverged. The last good checkpoint "
-                                 f"is {out_dir / 'ckpt.pt'} (step {records[-1]['step'] if records else 0}); "
-                                 f"resume from it with a lower --lr or --grad-clip")
-            rate = throughput.step(tokens_per_step * s.log_interval)
+                raise diverged(f"the training loss is {loss_value}", step)
+            rate = interval_steps * tokens_per_step / (time.perf_counter() - interval_start)  # float() above synced
+            interval_start, interval_steps = time.perf_counter(), 0
             m = mfu(flops_token, rate, peak)
             elapsed = time.time() - t_start
             eta = (s.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)

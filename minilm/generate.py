@@ -11,6 +11,7 @@ makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
                              f"(train.py --objective clm)")
         prompt = args.prompt
         if args.prompt_file:
+            if not os.path.isfile(args.prompt_file):
+                raise FileNotFoundError(f"--prompt-file {args.prompt_file} does not exist")
             with open(args.prompt_file, encoding="utf-8") as f:
                 prompt = f.read()
         texts = generate_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k or None,

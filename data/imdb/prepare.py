@@ -44,6 +44,7 @@ _UNSUP = re.compile(r"aclImdb/train/unsup/(\d+)_\d+\.txt$")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
     p.add_argument("--source", type=Path, help="aclImdb_v1.tar.gz, or a .txt file with one review per line")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where to write the .bin files and meta.json")
     p.add_argument("--tokenizer", choices=("bpe", "gpt2"), default="bpe", help="train a BPE here, or GPT-2's")

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
     p.add_argument("--source", type=Path, help="local copy of input.txt (skips the download)")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where to write train.bin, val.bin, meta.json")
     p.add_argument("--val-fraction", type=float, default=0.1, help="last fraction of the characters for validation")
@@ -40,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        if not 0 < args.val_fraction < 1:
+            raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
         path = args.source if args.source is not None else fetch(URL, args.out_dir / "raw" / "input.txt", SHA256)
         if not Path(path).is_file():
             raise FileNotFoundError(f"--source {path} does not exist")
@@ -49,6 +52,9 @@ def main(argv=None) -> int:
         text = Path(path).read_text(encoding="utf-8")
         tok = CharTokenizer.train(text)
         n_train = int(len(text) * (1 - args.val_fraction))  # 90/10 split, as in char-rnn and nanoGPT
+        if n_train == 0 or n_train == len(text):
+            raise ValueError(f"--source {path} has {len(text)} characters: too little text for a train and a "
+                             f"validation split")
         splits = {"train": np.array(tok.encode(text[:n_train])), "val": np.array(tok.encode(text[n_train:]))}
         meta = write_tokens(args.out_dir, splits, tok, extra={"source": str(path), "source_sha256": digest})
     except (ValueError, OSError) as e:

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
     p.add_argument("--source", type=Path, help="a folder with train.tsv/dev.tsv/test.tsv, or the GLUE SST-2.zip")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where to write the cleaned TSVs and meta.json")
     return p.parse_args(argv)
