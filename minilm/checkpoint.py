@@ -161,8 +161,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", verify: 
 
 
 def _first_line(e: BaseException) -> str:
+    """The exception's first sentence: torch's messages run on (and weights_only's suggests weights_only=False,
+    which is exactly the unsafe thing not to do with a file that failed to load)."""
     lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(e).__name__}: {first[:200]}"
 
 
 def check_compatible(meta: dict, expected: dict, prefix: str = "") -> None:
@@ -218,3 +221,26 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     except RuntimeError as e:
         raise ValueError(f"{file}: weights do not fit the model its metadata describes ({_first_line(e)})") from None
     return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"]), meta
+
+
+def load_classifier(path: str | os.PathLike, device: str = "cpu", gpt2_ranks_path: str | os.PathLike | None = None):
+    """(SequenceClassifier, tokenizer, meta) from a finetune.py checkpoint (a file, or a run directory: best.pt
+    first). meta holds label_names, pooling, max_len and input_format ("[cls] text [sep]" or "text <eos>")."""
+    from .classifier import SequenceClassifier
+    from .config import ModelConfig
+    from .model import Transformer
+    from .tokenizer import tokenizer_from_dict
+
+    file = find_checkpoint(path)
+    tensors, meta = load_checkpoint(file, map_location=device)
+    needed = ("model_config", "tokenizer", "n_classes", "pooling", "label_names")
+    if meta.get("kind") != "classifier" or "model" not in tensors or any(k not in meta for k in needed):
+        raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a classifier written by "
+                         f"finetune.py: fine-tune it first (python finetune.py --init {path})")
+    backbone = Transformer(ModelConfig.from_dict(meta["model_config"]))
+    model = SequenceClassifier(backbone, meta["n_classes"], meta["pooling"], meta.get("head_dropout", 0.1))
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{file}: weights do not fit the classifier its metadata describes ({_first_line(e)})") from None
+    return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"], gpt2_ranks_path), meta

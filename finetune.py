@@ -1,0 +1,582 @@
+"""Fine-tune a pretrained language model for sentence classification (SST-2 sentiment by default). The loop is written out.
+
+    python finetune.py --init out/imdb-mlm                                  # a train.py run (masked or causal LM)
+    python finetune.py --init scratch --like out/imdb-mlm --out-dir out/sst2-scratch   # same model, random weights
+    python finetune.py --init hf-gpt2:PATH --gpt2-ranks ../shared/data/gpt2/gpt2.tiktoken   # a local HF GPT-2 folder
+    python finetune.py --init out/imdb-mlm --freeze-backbone --out-dir out/sst2-probe  # linear probe
+    python finetune.py --ckpt out/sst2 --predict "a gorgeous, witty film"    # label and probability
+    python finetune.py --init out/imdb-mlm --train my.csv --dev my_dev.csv --text-column review --label-column stars
+
+"Pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin et al. 2019,
+https://arxiv.org/abs/1810.04805, section 4.1): the pretrained backbone is kept, its LM head is dropped, and a
+SequenceClassifier (minilm/classifier.py: pooling, Eq. 5.8, then dropout + linear, Eq. 5.9) is trained on the labels
+with a small learning rate. Read it top to bottom beside lectures/07_finetuning.ipynb: settings, data, model, then one
+`for epoch: for batch:` loop (Eq. 6.10 warmup + linear decay or Eq. 6.6 cosine -> forward/backward over grad_accum
+micro-batches -> Eq. 6.7 clipping -> AdamW, Eqs. 6.2-6.5 -> evaluation on dev, best checkpoint, early stopping),
+then the report (Eqs. 7.1-7.6, minilm/metrics.py), a confusion-matrix PNG and test-set predictions.
+
+Inputs: a masked-LM backbone reads `[cls] text [sep]` and pools the [cls] state (or the mean); a causal backbone reads
+`text <eos>` and pools the last real token, the only one that has seen the whole text.
+Outputs in --out-dir: best.pt (best dev metric), ckpt.pt (latest, for --resume), metrics.jsonl, report.json,
+confusion_matrix.png, dev_predictions.tsv, and predictions.tsv for an unlabelled test split.
+This file prints; the library (minilm/) only returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from minilm.checkpoint import (atomic_write_text, check_compatible, find_checkpoint, load_checkpoint,
+                               load_classifier, save_checkpoint)
+from minilm.classifier import POOLINGS, SequenceClassifier
+from minilm.config import ModelConfig, add_dataclass_args, dataclass_from_args
+from minilm.labelled import ClassificationBatches, read_labelled
+from minilm.metrics import classification_report, confusion_matrix, format_report
+from minilm.model import CausalLM, MaskedLM
+from minilm.plots import plot_confusion_matrix
+from minilm.tokenizer import GPT2Tokenizer, tokenizer_from_dict
+from minilm.training import (autocast_context, configure_optimizer, format_eta, get_lr, get_lr_linear,
+                             make_grad_scaler, maybe_compile, resolve_device, resolve_dtype, rng_state,
+                             set_rng_state, set_seed)
+
+ROOT = Path(__file__).resolve().parent
+HF_GPT2 = "hf-gpt2:"
+
+
+# ------------------------------------------------------------------------------------------------------ settings
+def _s(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class FinetuneSettings:
+    init: str = _s("", "what to start from: a train.py run directory or checkpoint file (masked or causal LM), "
+                       "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), or scratch (with --like)")
+    like: str = _s("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
+    gpt2_ranks: str = _s("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
+    data: str = _s("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
+    train: str = _s("", "labelled training file (.tsv, .csv or .jsonl); default: from --data")
+    dev: str = _s("", "labelled dev file (evaluated during training); default: from --data")
+    test: str = _s("", "test file, labelled (reported) or not (predicted); default: from --data, if it has one")
+    text_column: str = _s("", "column (or JSON key) holding the text; default: from --data's meta.json, or 'sentence'")
+    label_column: str = _s("", "column (or JSON key) holding the label; default: from meta.json, or 'label'")
+    labels: str = _s("", "comma-separated label set in class-id order (default: meta.json's, else the sorted "
+                         "labels of the training file); a label outside it is an error")
+    label_names: str = _s("", "comma-separated display names for the labels (default: meta.json's, else the labels)")
+    max_train_rows: int = _s(0, "use only the first N training rows (0 = all): quick runs and tests")
+    out_dir: str = _s("out/sst2", "where best.pt, ckpt.pt, metrics.jsonl and the report go")
+    device: str = _s("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    dtype: str = _s("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
+                    choices=["auto", "float32", "bfloat16", "float16"])
+    compile: str = _s("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
+    pooling: str = _s("auto", "sentence vector (Eq. 5.8): auto (cls for a masked LM, last for a causal LM), cls, "
+                              "mean or last", choices=["auto", *POOLINGS])
+    head_dropout: float = _s(0.1, "dropout before the linear head (BERT: 0.1)")
+    freeze_backbone: bool = _s(False, "train the head only (a linear probe); the backbone stays bit-identical")
+    max_len: int = _s(0, "longest input in tokens, special tokens included (0 = the model's max_seq_len)")
+    no_truncate: bool = _s(False, "a text longer than --max-len is an error instead of being cut")
+    epochs: int = _s(1, "passes over the training set")
+    max_steps: int = _s(0, "stop after this many optimizer steps in total (0 = run all epochs)")
+    stop_after: int = _s(0, "stop at this step after writing a checkpoint (0 = off); --resume continues: the "
+                            "schedule still follows epochs / max_steps")
+    batch_size: int = _s(32, "sentences per micro-batch")
+    grad_accum: int = _s(1, "micro-batches per optimizer step")
+    lr: float = _s(5e-4, "peak learning rate")
+    min_lr: float = _s(0.0, "learning rate at the end of the decay (BERT: 0)")
+    schedule: str = _s("linear", "decay after warmup: linear (Eq. 6.10, BERT) or cosine (Eq. 6.6)",
+                       choices=["linear", "cosine"])
+    warmup: float = _s(0.06, "warmup as a fraction of all optimizer steps (RoBERTa: 0.06)")
+    weight_decay: float = _s(0.01, "AdamW decoupled weight decay on >= 2-D weights (BERT: 0.01)")
+    beta1: float = _s(0.9, "AdamW beta1")
+    beta2: float = _s(0.98, "AdamW beta2 (RoBERTa fine-tuning: 0.98)")
+    grad_clip: float = _s(1.0, "clip the global gradient norm to this (0 = off)")
+    eval_interval: int = _s(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
+    metric: str = _s("accuracy", "dev metric that picks best.pt and drives early stopping",
+                     choices=["accuracy", "macro_f1"])
+    patience: int = _s(0, "stop after this many evaluations without a better dev metric (0 = never)")
+    log_interval: int = _s(100, "print a progress line every N optimizer steps")
+    seed: int = _s(1337, "random seed (head initialisation, data order, dropout)")
+    resume: bool = _s(False, "continue the run in --out-dir exactly where it stopped")
+    overwrite: bool = _s(False, "start afresh even if --out-dir already holds a run")
+    ckpt: str = _s("", "prediction mode: a fine-tuned run directory or checkpoint (best.pt first)")
+    predict: str = _s("", "with --ckpt: classify this text and print label and probability")
+    predict_file: str = _s("", "with --ckpt: classify every line of this .txt (or the text column of a .tsv/.csv/.jsonl)")
+    debug: bool = _s(False, "show full tracebacks instead of one-line errors")
+
+
+# Named presets. "sst2" (the default) is the recipe's fine-tuning budget, the same for every --init.
+PRESETS: dict[str, dict] = {
+    "sst2": dict(epochs=1, batch_size=32, lr=5e-4, warmup=0.06, eval_interval=500, log_interval=100),
+    "tiny": dict(epochs=1, batch_size=16, lr=1e-3, max_train_rows=300, log_interval=5, out_dir="out/sst2-tiny"),
+}
+DEFAULT_PRESET = "sst2"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the usage block stays in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:
+    p = OneLineParser(prog="finetune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help=f"named settings (default: {DEFAULT_PRESET}); flags override it")
+    add_dataclass_args(p, FinetuneSettings, group_title="fine-tuning")
+    args = p.parse_args(argv)
+    return dataclass_from_args(FinetuneSettings, args, PRESETS[args.preset]), args.preset
+
+
+def check_settings(s: FinetuneSettings) -> None:
+    for name in ("epochs", "batch_size", "grad_accum", "log_interval"):
+        if getattr(s, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(s, name)}")
+    for name in ("max_train_rows", "max_len", "max_steps", "stop_after", "eval_interval", "patience",
+                 "weight_decay", "grad_clip", "min_lr"):
+        if getattr(s, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(s, name)}")
+    if not s.lr > 0 or s.min_lr > s.lr:
+        raise ValueError(f"need --lr > 0 and --min-lr <= --lr, got lr={s.lr}, min_lr={s.min_lr}")
+    if not 0 <= s.warmup < 1:
+        raise ValueError(f"--warmup is a fraction of the steps in [0, 1), got {s.warmup}")
+    if not 0 <= s.head_dropout < 1:
+        raise ValueError(f"--head-dropout must be in [0, 1), got {s.head_dropout}")
+    if not (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1):
+        raise ValueError(f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}")
+    if s.resume and s.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    settings, preset = parse_settings(argv)
+    try:
+        if settings.ckpt or settings.predict or settings.predict_file:
+            return predict(settings)
+        return finetune(settings, preset)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        if settings.debug:
+            raise
+        print(f"finetune.py: error: {e}", file=sys.stderr)
+        return 1
+
+
+# ------------------------------------------------------------------------------------------------------ model
+def load_backbone(init: str, like: str = "", gpt2_ranks: str = "") -> tuple[torch.nn.Module, object, str]:
+    """(language model, tokenizer, description) for --init; the LM's .backbone is what the classifier keeps."""
+    if not init:
+        raise ValueError("--init is required: a train.py run directory (e.g. out/imdb-mlm), hf-gpt2:PATH, or "
+                         "scratch --like DIR (or --ckpt DIR --predict TEXT to use a fine-tuned model)")
+    if init.startswith(HF_GPT2):
+        path = Path(init[len(HF_GPT2):])
+        if not path.is_dir():
+            raise FileNotFoundError(f"--init {init}: {path} is not a directory; pass hf-gpt2:PATH with the folder "
+                                    f"written by transformers' GPT2LMHeadModel.save_pretrained")
+        return CausalLM.from_pretrained(path), GPT2Tokenizer(gpt2_ranks or None), f"Hugging Face GPT-2 {path}"
+    if init == "scratch":
+        if not like:
+            raise ValueError("--init scratch needs --like DIR: the train.py run whose architecture and tokenizer "
+                             "to copy (its weights are not used)")
+        config, tokenizer, kind, _ = _read_lm(like)
+        model = (MaskedLM if kind == "mlm" else CausalLM)(config)  # fresh GPT-2 initialisation (Eq. 5.4)
+        return model, tokenizer, f"random weights shaped like {like} ({kind})"
+    if like:
+        raise ValueError("--like only goes with --init scratch")
+    if not Path(init).exists():
+        raise FileNotFoundError(f"--init {init}: no such directory or file. Use a train.py run directory "
+                                f"(e.g. out/imdb-mlm), a checkpoint file, hf-gpt2:PATH, or scratch --like DIR")
+    config, tokenizer, kind, tensors = _read_lm(init)
+    model = (MaskedLM if kind == "mlm" else CausalLM)(config)
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as e:
+        raise ValueError(f"--init {init}: weights do not fit the model its metadata describes "
+                         f"({str(e).splitlines()[0]})") from None
+    return model, tokenizer, f"{kind} checkpoint {find_checkpoint(init)}"
+
+
+def _read_lm(path: str):
+    """(ModelConfig, tokenizer, kind, tensors) of a train.py checkpoint; a clear error for anything else."""
+    file = find_checkpoint(path)
+    tensors, meta = load_checkpoint(file)
+    if meta.get("kind") == "classifier":
+        raise ValueError(f"{file} is a fine-tuned classifier, not a language model: pass it as --ckpt to predict, "
+                         f"or --init the train.py run it came from")
+    if meta.get("kind") not in ("clm", "mlm") or "model_config" not in meta or "tokenizer" not in meta:
+        raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a language model "
+                         f"written by train.py (kinds 'clm', 'mlm')")
+    return ModelConfig.from_dict(meta["model_config"]), tokenizer_from_dict(meta["tokenizer"]), meta["kind"], tensors
+
+
+class CausalInputs:
+    """The tokenizer as ClassificationBatches sees it for a causal backbone: no [cls] at the start (the model never
+    saw one there) and <eos> at the end, so the last token, which "last" pooling reads, has seen the whole text."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.cls_id, self.sep_id, self.pad_id = None, tokenizer.eos_id, tokenizer.pad_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+
+def input_view(tokenizer, causal: bool):
+    """What ClassificationBatches encodes with: `[cls] text [sep]` (masked LM) or `text <eos>` (causal LM)."""
+    return CausalInputs(tokenizer) if causal else tokenizer
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def resolve_data(s: FinetuneSettings) -> dict:
+    """Files, columns and label set, from --data's meta.json unless the flags name them."""
+    meta = {}
+    data_dir = Path(s.data)
+    if not data_dir.is_absolute() and not data_dir.exists() and (ROOT / data_dir).exists():
+        data_dir = ROOT / data_dir
+    if not s.train:
+        if not (data_dir / "meta.json").is_file():
+            hint = (" (SST-2: python data/sst2/prepare.py --source ../shared/data/sst2)"
+                    if data_dir.name == "sst2" else "")
+            raise FileNotFoundError(f"{data_dir}/meta.json not found: prepare the dataset first{hint}, or pass "
+                                    f"--train FILE --dev FILE")
+        meta = json.loads((data_dir / "meta.json").read_text())
+    files = {k: data_dir / v for k, v in meta.get("files", {}).items()}
+    for split in ("train", "dev", "test"):
+        if getattr(s, split):
+            files[split] = Path(getattr(s, split))
+        elif s.train:
+            files.pop(split, None)  # explicit files: only those the flags name
+    if "train" not in files or "dev" not in files:
+        raise ValueError("need a training and a dev file: --train FILE --dev FILE (or --data DIR with meta.json)")
+    labels = s.labels.split(",") if s.labels else meta.get("labels")
+    names = s.label_names.split(",") if s.label_names else (meta.get("label_names") if not s.labels else None)
+    return {"files": files, "text_column": s.text_column or meta.get("text_column", "sentence"),
+            "label_column": s.label_column or meta.get("label_column", "label"), "labels": labels, "names": names}
+
+
+def has_column(path: Path, column: str) -> bool:
+    """Whether a .tsv/.csv header (or the first JSON line) names `column`: a test split may be unlabelled."""
+    with open(path, encoding="utf-8") as f:
+        first = f.readline().rstrip("\n")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        try:
+            return column in json.loads(first)
+        except (json.JSONDecodeError, TypeError):
+            return False
+    return column in first.split("\t" if path.suffix.lower() == ".tsv" else ",")
+
+
+def make_batches(texts, labels, view, s: FinetuneSettings, max_len: int, shuffle: bool, what: str,
+                 device: str, batch_size: int | None = None) -> ClassificationBatches:
+    """ClassificationBatches, after reporting (or refusing, with --no-truncate) texts longer than max_len."""
+    batches = ClassificationBatches(texts, labels, view, batch_size or s.batch_size, max_len, shuffle=shuffle,
+                                    seed=s.seed, device=device)
+    if batches.n_truncated:
+        specials = (view.cls_id is not None) + (view.sep_id is not None)
+        first = next(i for i, t in enumerate(texts) if len(view.encode(t)) + specials > max_len)
+        if s.no_truncate:
+            raise ValueError(f"{batches.n_truncated} of {len(texts)} {what} texts are longer than max_len={max_len} "
+                             f"tokens (the first is row {first + 1}: {texts[first][:60]!r}...); drop --no-truncate "
+                             f"to cut them, or shorten them")
+        print(f"note: {batches.n_truncated} of {len(texts):,} {what} texts are longer than {max_len} tokens and were "
+              f"cut (first: row {first + 1}); --no-truncate makes this an error")
+    return batches
+
+
+@torch.no_grad()
+def predict_proba(model, batches: ClassificationBatches, ctx) -> np.ndarray:
+    """Class probabilities (N, K) for every row, in file order (batches must not shuffle)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for idx, mask, _ in batches:
+        with ctx:
+            logits, _ = model(idx, mask)  # (B, K)
+        out.append(F.softmax(logits.float(), dim=-1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()  # (N, K)
+
+
+def dev_metrics(probs: np.ndarray, y: list[int], names: list[str]) -> dict:
+    pred = probs.argmax(axis=1)
+    report = classification_report(np.asarray(y), pred, names)
+    p_true = probs[np.arange(len(y)), y]
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro avg"]["f1-score"],
+            "loss": float(-np.log(np.clip(p_true, 1e-12, None)).mean()), "report": report}
+
+
+# ------------------------------------------------------------------------------------------------------ fine-tuning
+def finetune(s: FinetuneSettings, preset: str) -> int:
+    check_settings(s)
+    t_begin = time.time()
+    device = resolve_device(s.device)
+    dtype = resolve_dtype(s.dtype, device)
+    ctx = autocast_context(device, dtype)
+    set_seed(s.seed)
+    out_dir = Path(s.out_dir)
+    ckpt_file = out_dir / "ckpt.pt"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {out_dir} is a file, not a directory: choose another --out-dir")
+    if s.resume and not ckpt_file.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_file}; fine-tune without --resume first")
+    if not s.resume and not s.overwrite and ckpt_file.is_file():
+        raise ValueError(f"{out_dir} already holds a run ({ckpt_file}): pass --resume to continue it, --overwrite "
+                         f"to replace it, or choose another --out-dir")
+
+    # ---- model: backbone from --init (or, on --resume, the shape recorded in ckpt.pt) + a fresh head ---------------
+    old = None
+    if s.resume:
+        tensors, old = load_checkpoint(ckpt_file)
+        if old.get("kind") != "classifier":
+            raise ValueError(f"{ckpt_file} is not a finetune.py checkpoint (kind {old.get('kind')!r})")
+        config = ModelConfig.from_dict(old["model_config"])
+        lm = (MaskedLM if old["backbone_kind"] == "mlm" else CausalLM)(config)
+        tokenizer = tokenizer_from_dict(old["tokenizer"], s.gpt2_ranks or None)
+        source = old["init"]
+    else:
+        lm, tokenizer, source = load_backbone(s.init, s.like, s.gpt2_ranks)
+        config = lm.config
+    backbone_kind = "clm" if config.causal else "mlm"
+    view = input_view(tokenizer, config.causal)
+    max_len = s.max_len or config.max_seq_len
+    if max_len > config.max_seq_len:
+        raise ValueError(f"--max-len {max_len} exceeds the model's context max_seq_len={config.max_seq_len}")
+
+    # ---- data ------------------------------------------------------------------------------------------------------
+    d = resolve_data(s)
+    tc, lc = d["text_column"], d["label_column"]
+    train_texts, train_y, labels = read_labelled(d["files"]["train"], tc, lc, d["labels"])
+    names = d["names"] or labels
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
+    if s.max_train_rows:
+        train_texts, train_y = train_texts[:s.max_train_rows], train_y[:s.max_train_rows]
+    dev_texts, dev_y, _ = read_labelled(d["files"]["dev"], tc, lc, labels)
+    train_batches = make_batches(train_texts, train_y, view, s, max_len, True, "train", device)
+    dev_batches = make_batches(dev_texts, dev_y, view, s, max_len, False, "dev", device, 2 * s.batch_size)
+
+    model = SequenceClassifier.from_lm(lm, len(labels), None if s.pooling == "auto" else s.pooling, s.head_dropout)
+    if s.freeze_backbone:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    model.to(device)
+    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
+    scaler = make_grad_scaler(device, dtype)
+    steps_per_epoch = math.ceil(len(train_batches) / s.grad_accum)
+    max_steps = min(s.max_steps or math.inf, s.epochs * steps_per_epoch)
+    warmup_steps = int(s.warmup * max_steps)
+    schedule = get_lr_linear if s.schedule == "linear" else get_lr  # Eq. 6.10 / Eq. 6.6
+    run_meta = {"kind": "classifier", "backbone_kind": backbone_kind, "model_config": config.to_dict(),
+                "tokenizer": tokenizer.to_dict(), "labels": labels, "label_names": names, "n_classes": len(labels),
+                "pooling": model.pooling, "head_dropout": s.head_dropout, "max_len": max_len,
+                "input_format": "text <eos>" if config.causal else "[cls] text [sep]", "init": source,
+                "text_column": tc, "label_column": lc, "preset": preset, "settings": dataclasses.asdict(s)}
+    step, best, bad_evals, records = 0, -math.inf, 0, []
+    if s.resume:
+        check_compatible(old, {k: run_meta[k] for k in ("model_config", "labels", "pooling", "max_len")})
+        model.load_state_dict(tensors["model"])
+        optimizer.load_state_dict(tensors["optimizer"])
+        scaler.load_state_dict(tensors["scaler"])
+        set_rng_state(tensors["rng"])  # dropout masks continue exactly
+        train_batches.load_state_dict(old["batches"])  # data order continues mid-epoch
+        if train_batches.position >= len(train_batches):  # saved at the end of an epoch: the next one starts
+            train_batches.load_state_dict({**old["batches"], "epoch": old["batches"]["epoch"] + 1, "position": 0})
+        step, best, bad_evals = old["step"], old["best"], old["bad_evals"]
+        path = out_dir / "metrics.jsonl"
+        records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+        records = [r for r in records if r["step"] <= step]  # drop lines written after the checkpoint
+        print(f"resuming {out_dir} at step {step}, epoch {train_batches.epoch} (best dev {s.metric} {best:.4f})")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("ckpt.pt", "best.pt", "metrics.jsonl"):  # temp files of a run killed mid-write
+        for stale in out_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    raw_model = model  # saved and evaluated; the compiled wrapper only trains
+    model = maybe_compile(model, s.compile, device)
+
+    def save(path: Path, full: bool, extra: dict) -> None:
+        tensors = {"model": raw_model.state_dict()}
+        if full:  # what an exact resume needs; best.pt only needs the weights
+            tensors.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
+        save_checkpoint(path, tensors, {**run_meta, **extra, "step": step, "best": best, "bad_evals": bad_evals,
+                                        "batches": train_batches.state_dict()})
+
+    def write_metrics() -> None:
+        atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+    last_saved = step if s.resume else None  # the step of the ckpt.pt on disk, named when training diverges
+
+    def diverged(what: str) -> ValueError:
+        good = f"the last good checkpoint is {ckpt_file} (step {last_saved})" if last_saved is not None \
+            else "no checkpoint was written yet"
+        return ValueError(f"{what} at step {step}: training diverged and nothing was saved; {good}. "
+                          f"Resume from it (or restart) with a lower --lr or a --grad-clip")
+
+    def evaluate_and_checkpoint() -> bool:
+        """Dev metrics, best.pt when they improve, ckpt.pt always; True when early stopping says stop."""
+        nonlocal best, bad_evals, last_saved
+        m = dev_metrics(predict_proba(raw_model, dev_batches, ctx), dev_y, names)
+        if not math.isfinite(m["loss"]):  # never overwrite a good checkpoint with diverged weights
+            raise diverged(f"dev loss is {m['loss']}")
+        score = m[s.metric]
+        improved = score > best
+        if improved:
+            best, bad_evals = score, 0
+        else:
+            bad_evals += 1
+        records.append({"step": step, "epoch": train_batches.epoch, "dev_loss": m["loss"],
+                        "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
+        print(f"step {step:>5} | dev loss {m['loss']:.4f} | accuracy {m['accuracy']:.4f} | macro F1 "
+              f"{m['macro_f1']:.4f}{' | best so far' if improved else f' | no gain for {bad_evals} eval(s)'}")
+        if improved:
+            save(out_dir / "best.pt", False, {"dev": {k: m[k] for k in ("accuracy", "macro_f1", "loss")}})
+        write_metrics()  # before ckpt.pt: a crash between the two then loses no records on --resume
+        save(ckpt_file, True, {})
+        last_saved = step
+        return s.patience > 0 and bad_evals >= s.patience
+
+    n_train_params = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
+    print(f"{source} | {backbone_kind} backbone, pooling {raw_model.pooling}, {len(labels)} classes {names} | "
+          f"{n_train_params / 1e6:.2f}M trainable parameters{' (backbone frozen)' if s.freeze_backbone else ''} | "
+          f"{device}, {str(dtype).split('.')[1]} | {len(train_texts):,} train / {len(dev_texts):,} dev rows | "
+          f"{max_steps} steps ({steps_per_epoch}/epoch)")
+
+    def train_mode() -> None:
+        raw_model.train()
+        if s.freeze_backbone:
+            raw_model.backbone.eval()  # a linear probe reads fixed features: no dropout inside the frozen backbone
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    train_mode()
+    t_start, step_start = time.time(), step
+    stop = step >= max_steps
+    loss_sum, micro = 0.0, 0
+    for epoch in range(train_batches.epoch, s.epochs):
+        if stop:
+            break
+        n_batches = len(train_batches)
+        for idx, mask, y in train_batches:  # resumes mid-epoch where the checkpoint left off
+            lr = schedule(step, s.lr, s.min_lr, warmup_steps, max_steps)  # Eq. 6.10 (or 6.6)
+            with ctx:
+                _, loss = model(idx, mask, y)  # Eq. 5.9: cross-entropy of the head's logits
+            # the last group of an epoch may hold fewer micro-batches: average over what it holds
+            group = min(s.grad_accum, n_batches - (train_batches.position - 1 - micro))
+            scaler.scale(loss / group).backward()
+            loss_sum += float(loss.detach())
+            micro += 1
+            if micro < group:
+                continue
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            if s.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), s.grad_clip)  # Eq. 6.7
+            scaler.step(optimizer)  # Eqs. 6.2-6.5
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value, loss_sum, micro = loss_sum / group, 0.0, 0
+            step += 1
+            if not math.isfinite(loss_value):
+                raise diverged(f"loss is {loss_value}")
+            records.append({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr})
+            if step % s.log_interval == 0:
+                elapsed = time.time() - t_start
+                eta = (max_steps - step) * elapsed / max(step - step_start, 1)
+                print(f"step {step:>5} | epoch {epoch} | loss {loss_value:.4f} | lr {lr:.2e} | "
+                      f"{format_eta(elapsed)} elapsed, {format_eta(eta)} left")
+            end_of_epoch = train_batches.position >= n_batches
+            stop = step >= max_steps or (s.stop_after > 0 and step == s.stop_after)
+            if (s.eval_interval and step % s.eval_interval == 0) or end_of_epoch or stop:
+                stop = evaluate_and_checkpoint() or stop
+                train_mode()
+            if stop:
+                break
+    write_metrics()
+    train_time = time.time() - t_start
+    if s.stop_after and step == s.stop_after and step < max_steps:
+        print(f"stopped at step {step} (--stop-after); continue with --resume")
+        return 0
+
+    # ---- the report: best.pt on dev (and test), confusion matrix, test predictions ------------------------------------
+    model, _, best_meta = load_classifier(out_dir / "best.pt", device, s.gpt2_ranks or None)
+    dev_probs = predict_proba(model, dev_batches, ctx)
+    dev_pred = dev_probs.argmax(axis=1)
+    report = {"dev": classification_report(np.asarray(dev_y), dev_pred, names), "best_step": best_meta["step"],
+              "metric": s.metric, "init": source, "backbone_kind": backbone_kind, "pooling": raw_model.pooling,
+              "train_rows": len(train_texts), "steps": step, "train_time_s": train_time,
+              "total_time_s": time.time() - t_begin}
+    print(f"\nbest checkpoint: step {best_meta['step']} (dev {s.metric} {best:.4f}); dev report:")
+    print(format_report(report["dev"], digits=4))
+    write_predictions(out_dir / "dev_predictions.tsv", dev_probs, names, dev_y)
+    plot_confusion_matrix(confusion_matrix(np.asarray(dev_y), dev_pred, len(names)), names,
+                          out_dir / "confusion_matrix.png", title="dev confusion matrix")
+    if "test" in d["files"]:
+        path = d["files"]["test"]
+        labelled = has_column(path, lc)
+        test_texts, test_y, _ = read_labelled(path, tc, lc if labelled else None, labels if labelled else None)
+        test_probs = predict_proba(model, make_batches(test_texts, test_y, view, s, max_len, False, "test", device,
+                                                       2 * s.batch_size), ctx)
+        write_predictions(out_dir / "predictions.tsv", test_probs, names, test_y)
+        if labelled:
+            report["test"] = classification_report(np.asarray(test_y), test_probs.argmax(axis=1), names)
+            print("test report:\n" + format_report(report["test"], digits=4))
+        print(f"wrote {out_dir / 'predictions.tsv'}: {len(test_texts):,} test predictions")
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
+    print(f"done in {format_eta(time.time() - t_begin)} (training {format_eta(train_time)}): dev accuracy "
+          f"{report['dev']['accuracy']:.4f}, macro F1 {report['dev']['macro avg']['f1-score']:.4f}; "
+          f"{out_dir}/report.json, confusion_matrix.png, best.pt")
+    return 0
+
+
+def write_predictions(path: Path, probs: np.ndarray, names: list[str], y=None) -> None:
+    """TSV: index, predicted label, its probability (+ the true label when known)."""
+    pred = probs.argmax(axis=1)
+    head = "index\tprediction\tprobability" + ("\tlabel" if y is not None else "")
+    rows = [f"{i}\t{names[p]}\t{probs[i, p]:.6f}" + (f"\t{names[y[i]]}" if y is not None else "")
+            for i, p in enumerate(pred)]
+    atomic_write_text(path, "\n".join([head, *rows]) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------ prediction
+def predict(s: FinetuneSettings) -> int:
+    if not s.ckpt:
+        raise ValueError("--predict / --predict-file need --ckpt DIR: a run written by finetune.py")
+    if bool(s.predict) == bool(s.predict_file):
+        raise ValueError("with --ckpt, pass exactly one of --predict TEXT or --predict-file FILE")
+    device = resolve_device(s.device)
+    model, tokenizer, meta = load_classifier(s.ckpt, device, s.gpt2_ranks or None)
+    if s.predict:
+        texts = [s.predict]
+    else:
+        path = Path(s.predict_file)
+        if path.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json"):
+            texts, _, _ = read_labelled(path, s.text_column or meta.get("text_column", "sentence"), None)
+        else:
+            if not path.is_file():
+                raise FileNotFoundError(f"--predict-file {path} does not exist")
+            texts = [line.strip() for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+            if not texts:
+                raise ValueError(f"--predict-file {path} has no text lines")
+    view = input_view(tokenizer, model.config.causal)
+    batches = make_batches(texts, None, view, s, meta["max_len"], False, "input", device)
+    probs = predict_proba(model, batches, autocast_context(device, resolve_dtype(s.dtype, device)))
+    names = meta["label_names"]
+    for text, p in zip(texts, probs):
+        k = int(p.argmax())
+        print(f"{names[k]}\t{p[k]:.4f}\t{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
