@@ -110,13 +110,15 @@ class ClassificationBatches:
     """
 
     def __init__(self, texts, labels, tokenizer, batch_size: int, max_len: int, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False, pad_id: int | None = None, device="cpu"):
+                 seed: int = 0, drop_last: bool = False, pad_id: int | None = None, device="cpu",
+                 bucket: int = 0):
         if labels is not None and len(labels) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if batch_size < 1 or max_len < 1:
             raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
         self.batch_size, self.max_len, self.shuffle, self.drop_last = batch_size, max_len, shuffle, drop_last
         self.seed, self.epoch, self.position = int(seed), 0, 0
+        self.bucket = bucket  # > 0: group rows of similar length, `bucket` batches at a time (see order())
         self.device = device
         # Pad with <pad> when there is one; any id works otherwise, since the attention mask hides it.
         self.pad_id = pad_id if pad_id is not None else (tokenizer.pad_id if tokenizer.pad_id is not None else 0)
@@ -141,11 +143,25 @@ class ClassificationBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The row order of an epoch: a pure function of (seed, epoch)."""
+        """The row order of an epoch: a pure function of (seed, epoch).
+
+        With `bucket` = k > 0 the shuffled rows are cut into windows of k batches, each window is sorted by length
+        (so a batch holds rows of similar length and pads little: SST-2 phrases run from 1 to 50+ tokens), and the
+        order of the full batches is shuffled again; the rows in each batch stay random across epochs.
+        """
         if not self.shuffle:
             return torch.arange(len(self.lengths))
         g = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.randperm(len(self.lengths), generator=g)
+        perm = torch.randperm(len(self.lengths), generator=g)
+        if not self.bucket:
+            return perm
+        lengths = torch.from_numpy(self.lengths)
+        windows = perm.split(self.bucket * self.batch_size)
+        rows = torch.cat([w[torch.argsort(lengths[w], stable=True)] for w in windows])
+        n_full = len(rows) // self.batch_size
+        batches = rows[: n_full * self.batch_size].view(n_full, self.batch_size)  # (n_full, batch_size)
+        shuffled = batches[torch.randperm(n_full, generator=g)].flatten()
+        return torch.cat([shuffled, rows[n_full * self.batch_size:]])  # a partial batch stays last
 
     def batch(self, rows) -> tuple:
         rows = [int(r) for r in rows]

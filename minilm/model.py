@@ -54,7 +54,8 @@ class Transformer(nn.Module):
         self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (T_max, D), learned (GPT-2, BERT)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
-        self.norm_f = LayerNorm(config.d_model, config.norm_eps, config.bias)  # pre-norm needs a final norm
+        # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head
+        self.norm_f = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
 
     def check_input(self, idx: torch.Tensor, past: int = 0) -> None:
         """Raise a ValueError that says what is wrong with `idx` (cheap checks first)."""
@@ -200,7 +201,7 @@ class MaskedLM(LanguageModel):
         self.backbone = Transformer(config)
         # BERT's prediction head ("transform" then decoder): dense -> GELU -> LayerNorm -> E^T + b (Eq. 5.3)
         self.head_dense = nn.Linear(config.d_model, config.d_model, bias=config.bias)
-        self.head_norm = LayerNorm(config.d_model, config.norm_eps, config.bias)
+        self.head_norm = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
         self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))  # BERT keeps an output bias per token
         self.approximate = "tanh" if config.gelu == "tanh" else "none"

@@ -77,3 +77,19 @@ def test_block_matches_pytorch_encoder_layer():
         ref.linear2.bias.copy_(ours.mlp.fc_out.bias)
     x = torch.randn(2, 6, 16)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_layernorm_equals_manual():
+    manual, fused = LayerNorm(16), LayerNorm(16, fused=True)
+    with torch.no_grad():
+        manual.weight.normal_()
+        manual.bias.normal_()
+    fused.load_state_dict(manual.state_dict())
+    x = (torch.randn(3, 5, 16) * 3 + 1).requires_grad_()
+    torch.testing.assert_close(fused(x), manual(x), atol=1e-5, rtol=1e-5)
+    g1 = torch.autograd.grad(manual(x).pow(2).sum(), x)[0]
+    g2 = torch.autograd.grad(fused(x).pow(2).sum(), x)[0]
+    torch.testing.assert_close(g1, g2, atol=1e-4, rtol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast both normalise bf16 input in float32
+        xb = x.detach().bfloat16()
+        torch.testing.assert_close(fused(xb).float(), manual(xb).float(), atol=1e-2, rtol=1e-2)

@@ -213,3 +213,19 @@ def test_classification_batches_resume_mid_epoch_exactly(tok):
     assert all(torch.equal(u, v) for a, b in zip(list(resumed), epoch1) for u, v in zip(a, b))  # next epoch too
     with pytest.raises(ValueError, match="position"):
         resumed.load_state_dict({"epoch": 0, "position": 99, "seed": 3})
+
+
+def test_length_bucketing_pads_less_and_still_covers_every_row_once():
+    from minilm.tokenizer import CharTokenizer
+
+    rng = np.random.default_rng(0)
+    texts = ["x" * int(n) for n in rng.integers(1, 60, size=403)]
+    tok = CharTokenizer.train("x")
+    plain = ClassificationBatches(texts, [0] * len(texts), tok, batch_size=8, max_len=64, seed=3)
+    bucketed = ClassificationBatches(texts, [0] * len(texts), tok, batch_size=8, max_len=64, seed=3, bucket=10)
+    for epoch in (0, 1):
+        order = bucketed.order(epoch)
+        assert sorted(order.tolist()) == list(range(len(texts)))  # a permutation
+        assert torch.equal(order, bucketed.order(epoch))  # a pure function of (seed, epoch)
+    padded = {name: sum(b[0].numel() for b in batches) for name, batches in (("plain", plain), ("bucketed", bucketed))}
+    assert padded["bucketed"] < 0.7 * padded["plain"], padded

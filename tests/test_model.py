@@ -191,3 +191,11 @@ def test_generate_restores_training_mode(tiny_config):
     model = CausalLM(tiny_config).train()
     model.generate(torch.zeros(1, 1, dtype=torch.long), 2)
     assert model.training
+
+
+def test_fused_kernels_and_sdpa_equal_manual_for_the_whole_model(tiny_config):
+    manual = CausalLM(tiny_config).eval()
+    fused = CausalLM(dataclasses.replace(tiny_config, fused_kernels=True, attn_impl="sdpa")).eval()
+    fused.load_state_dict(manual.state_dict())
+    idx = torch.randint(0, tiny_config.vocab_size, (3, 20))
+    torch.testing.assert_close(manual(idx)[0], fused(idx)[0], atol=1e-5, rtol=1e-5)
