@@ -30,7 +30,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from minilm.checkpoint import (atomic_write_text, check_compatible, find_checkpoint, load_checkpoint,
                                load_classifier, save_checkpoint)
 from minilm.classifier import POOLINGS, SequenceClassifier
-from minilm.config import ModelConfig, add_dataclass_args, dataclass_from_args
+from minilm.config import ModelConfig, OneLineParser, add_dataclass_args, dataclass_from_args, setting
 from minilm.labelled import ClassificationBatches, read_labelled
 from minilm.metrics import classification_report, confusion_matrix, format_report
 from minilm.model import CausalLM, MaskedLM
@@ -55,64 +55,60 @@ HF_GPT2 = "hf-gpt2:"
 
 
 # ------------------------------------------------------------------------------------------------------ settings
-def _s(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class FinetuneSettings:
-    init: str = _s("", "what to start from: a train.py run directory or checkpoint file (masked or causal LM), "
+    init: str = setting("", "what to start from: a train.py run directory or checkpoint file (masked or causal LM), "
                        "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), or scratch (with --like)")
-    like: str = _s("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
-    gpt2_ranks: str = _s("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
-    data: str = _s("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
-    train: str = _s("", "labelled training file (.tsv, .csv or .jsonl); default: from --data")
-    dev: str = _s("", "labelled dev file (evaluated during training); default: from --data")
-    test: str = _s("", "test file, labelled (reported) or not (predicted); default: from --data, if it has one")
-    text_column: str = _s("", "column (or JSON key) holding the text; default: from --data's meta.json, or 'sentence'")
-    label_column: str = _s("", "column (or JSON key) holding the label; default: from meta.json, or 'label'")
-    labels: str = _s("", "comma-separated label set in class-id order (default: meta.json's, else the sorted "
+    like: str = setting("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
+    gpt2_ranks: str = setting("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
+    data: str = setting("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
+    train: str = setting("", "labelled training file (.tsv, .csv or .jsonl); default: from --data")
+    dev: str = setting("", "labelled dev file (evaluated during training); default: from --data")
+    test: str = setting("", "test file, labelled (reported) or not (predicted); default: from --data, if it has one")
+    text_column: str = setting("", "column (or JSON key) holding the text; default: from --data's meta.json, or 'sentence'")
+    label_column: str = setting("", "column (or JSON key) holding the label; default: from meta.json, or 'label'")
+    labels: str = setting("", "comma-separated label set in class-id order (default: meta.json's, else the sorted "
                          "labels of the training file); a label outside it is an error")
-    label_names: str = _s("", "comma-separated display names for the labels (default: meta.json's, else the labels)")
-    max_train_rows: int = _s(0, "use only the first N training rows (0 = all): quick runs and tests")
-    out_dir: str = _s("out/sst2", "where best.pt, ckpt.pt, metrics.jsonl and the report go")
-    device: str = _s("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    dtype: str = _s("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
+    label_names: str = setting("", "comma-separated display names for the labels (default: meta.json's, else the labels)")
+    max_train_rows: int = setting(0, "use only the first N training rows (0 = all): quick runs and tests")
+    out_dir: str = setting("out/sst2", "where best.pt, ckpt.pt, metrics.jsonl and the report go")
+    device: str = setting("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
                     choices=["auto", "float32", "bfloat16", "float16"])
-    compile: str = _s("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
-    pooling: str = _s("auto", "sentence vector (Eq. 5.8): auto (cls for a masked LM, last for a causal LM), cls, "
+    compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
+    pooling: str = setting("auto", "sentence vector (Eq. 5.8): auto (cls for a masked LM, last for a causal LM), cls, "
                               "mean or last", choices=["auto", *POOLINGS])
-    head_dropout: float = _s(0.1, "dropout before the linear head (BERT: 0.1)")
-    freeze_backbone: bool = _s(False, "train the head only (a linear probe); the backbone stays bit-identical")
-    max_len: int = _s(0, "longest input in tokens, special tokens included (0 = the model's max_seq_len)")
-    no_truncate: bool = _s(False, "a text longer than --max-len is an error instead of being cut")
-    epochs: int = _s(1, "passes over the training set")
-    max_steps: int = _s(0, "stop after this many optimizer steps in total (0 = run all epochs)")
-    stop_after: int = _s(0, "stop at this step after writing a checkpoint (0 = off); --resume continues: the "
+    head_dropout: float = setting(0.1, "dropout before the linear head (BERT: 0.1)")
+    freeze_backbone: bool = setting(False, "train the head only (a linear probe); the backbone stays bit-identical")
+    max_len: int = setting(0, "longest input in tokens, special tokens included (0 = the model's max_seq_len)")
+    no_truncate: bool = setting(False, "a text longer than --max-len is an error instead of being cut")
+    epochs: int = setting(1, "passes over the training set")
+    max_steps: int = setting(0, "stop after this many optimizer steps in total (0 = run all epochs)")
+    stop_after: int = setting(0, "stop at this step after writing a checkpoint (0 = off); --resume continues: the "
                             "schedule still follows epochs / max_steps")
-    batch_size: int = _s(32, "sentences per micro-batch")
-    grad_accum: int = _s(1, "micro-batches per optimizer step")
-    lr: float = _s(5e-4, "peak learning rate")
-    min_lr: float = _s(0.0, "learning rate at the end of the decay (BERT: 0)")
-    schedule: str = _s("linear", "decay after warmup: linear (Eq. 6.10, BERT) or cosine (Eq. 6.6)",
+    batch_size: int = setting(32, "sentences per micro-batch")
+    grad_accum: int = setting(1, "micro-batches per optimizer step")
+    lr: float = setting(5e-4, "peak learning rate")
+    min_lr: float = setting(0.0, "learning rate at the end of the decay (BERT: 0)")
+    schedule: str = setting("linear", "decay after warmup: linear (Eq. 6.10, BERT) or cosine (Eq. 6.6)",
                        choices=["linear", "cosine"])
-    warmup: float = _s(0.06, "warmup as a fraction of all optimizer steps (RoBERTa: 0.06)")
-    weight_decay: float = _s(0.01, "AdamW decoupled weight decay on >= 2-D weights (BERT: 0.01)")
-    beta1: float = _s(0.9, "AdamW beta1")
-    beta2: float = _s(0.98, "AdamW beta2 (RoBERTa fine-tuning: 0.98)")
-    grad_clip: float = _s(1.0, "clip the global gradient norm to this (0 = off)")
-    eval_interval: int = _s(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
-    metric: str = _s("accuracy", "dev metric that picks best.pt and drives early stopping",
+    warmup: float = setting(0.06, "warmup as a fraction of all optimizer steps (RoBERTa: 0.06)")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay on >= 2-D weights (BERT: 0.01)")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.98, "AdamW beta2 (RoBERTa fine-tuning: 0.98)")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
+    eval_interval: int = setting(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
+    metric: str = setting("accuracy", "dev metric that picks best.pt and drives early stopping",
                      choices=["accuracy", "macro_f1"])
-    patience: int = _s(0, "stop after this many evaluations without a better dev metric (0 = never)")
-    log_interval: int = _s(100, "print a progress line every N optimizer steps")
-    seed: int = _s(1337, "random seed (head initialisation, data order, dropout)")
-    resume: bool = _s(False, "continue the run in --out-dir exactly where it stopped")
-    overwrite: bool = _s(False, "start afresh even if --out-dir already holds a run")
-    ckpt: str = _s("", "prediction mode: a fine-tuned run directory or checkpoint (best.pt first)")
-    predict: str = _s("", "with --ckpt: classify this text and print label and probability")
-    predict_file: str = _s("", "with --ckpt: classify every line of this .txt (or the text column of a .tsv/.csv/.jsonl)")
-    debug: bool = _s(False, "show full tracebacks instead of one-line errors")
+    patience: int = setting(0, "stop after this many evaluations without a better dev metric (0 = never)")
+    log_interval: int = setting(100, "print a progress line every N optimizer steps")
+    seed: int = setting(1337, "random seed (head initialisation, data order, dropout)")
+    resume: bool = setting(False, "continue the run in --out-dir exactly where it stopped")
+    overwrite: bool = setting(False, "start afresh even if --out-dir already holds a run")
+    ckpt: str = setting("", "prediction mode: a fine-tuned run directory or checkpoint (best.pt first)")
+    predict: str = setting("", "with --ckpt: classify this text and print label and probability")
+    predict_file: str = setting("", "with --ckpt: classify every line of this .txt (or the text column of a .tsv/.csv/.jsonl)")
+    debug: bool = setting(False, "show full tracebacks instead of one-line errors")
 
 
 # Named presets. "sst2" (the default) is the recipe's fine-tuning budget, the same for every --init.
@@ -121,13 +117,6 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(epochs=1, batch_size=16, lr=1e-3, max_train_rows=300, log_interval=5, out_dir="out/sst2-tiny"),
 }
 DEFAULT_PRESET = "sst2"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (the usage block stays in --help)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:

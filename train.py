@@ -23,13 +23,13 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from minilm.checkpoint import atomic_write_text, check_compatible, load_checkpoint, save_checkpoint
-from minilm.config import ModelConfig, add_dataclass_args, dataclass_from_args
+from minilm.config import ModelConfig, OneLineParser, add_dataclass_args, dataclass_from_args, setting
 from minilm.data import get_causal_batch, get_mlm_batch, get_mlm_document_batch, load_documents, load_meta, load_split
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_loss_curves
@@ -42,44 +42,40 @@ ROOT = Path(__file__).resolve().parent
 
 
 # ------------------------------------------------------------------------------------------------------ settings
-def _s(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class TrainSettings:
-    objective: str = _s("clm", "clm: causal LM (next token, GPT); mlm: masked LM (BERT)", choices=["clm", "mlm"])
-    data: str = _s("data/shakespeare_char", "prepared dataset folder (train.bin, val.bin, meta.json)")
-    out_dir: str = _s("out/shakespeare-char", "where checkpoints, metrics.jsonl and loss.png go")
-    device: str = _s("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    dtype: str = _s("auto", "autocast dtype: auto (bf16 where fast, fp16 on old GPUs), float32, bfloat16, float16",
+    objective: str = setting("clm", "clm: causal LM (next token, GPT); mlm: masked LM (BERT)", choices=["clm", "mlm"])
+    data: str = setting("data/shakespeare_char", "prepared dataset folder (train.bin, val.bin, meta.json)")
+    out_dir: str = setting("out/shakespeare-char", "where checkpoints, metrics.jsonl and loss.png go")
+    device: str = setting("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast, fp16 on old GPUs), float32, bfloat16, float16",
                     choices=["auto", "float32", "bfloat16", "float16"])
-    compile: str = _s("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
-    max_iters: int = _s(2100, "optimizer steps in total")
-    stop_after: int = _s(0, "stop at this step, after writing a checkpoint (0 = run to max_iters); the LR schedule "
+    compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
+    max_iters: int = setting(2100, "optimizer steps in total")
+    stop_after: int = setting(0, "stop at this step, after writing a checkpoint (0 = run to max_iters); the LR schedule "
                             "still follows max_iters, so --resume continues it: training in several sittings")
-    max_minutes: float = _s(0.0, "also stop after this many minutes of training (0 = no limit); the LR schedule "
+    max_minutes: float = setting(0.0, "also stop after this many minutes of training (0 = no limit); the LR schedule "
                                  "follows max_iters")
-    batch_size: int = _s(64, "sequences per micro-batch (per process)")
-    grad_accum: int = _s(1, "micro-batches per optimizer step, summed over all processes")
-    lr: float = _s(3e-3, "peak learning rate")
-    min_lr: float = _s(3e-4, "learning rate at the end of the cosine decay")
-    warmup_iters: int = _s(50, "linear warmup steps")
-    weight_decay: float = _s(0.1, "AdamW decoupled weight decay on >= 2-D weights")
-    beta1: float = _s(0.9, "AdamW beta1")
-    beta2: float = _s(0.99, "AdamW beta2 (0.99 for small batches, 0.95 for large)")
-    grad_clip: float = _s(1.0, "clip the global gradient norm to this (0 = off)")
-    eval_interval: int = _s(300, "evaluate, plot and checkpoint every N steps")
-    eval_iters: int = _s(20, "batches per loss estimate at each evaluation")
-    log_interval: int = _s(25, "print a progress line every N steps")
-    mask_prob: float = _s(0.15, "mlm: fraction of tokens selected for prediction (BERT: 0.15)")
-    mlm_documents: bool = _s(False, "mlm: one document per row (padded) instead of packed windows")
-    seed: int = _s(1337, "random seed (data order, initialisation, dropout)")
-    resume: bool = _s(False, "continue the run in --out-dir from its latest checkpoint")
-    overwrite: bool = _s(False, "start afresh even if --out-dir already holds a run (its files are replaced)")
-    samples: int = _s(2, "samples to print at the end (clm) / masked examples to show (mlm)")
-    sample_tokens: int = _s(300, "tokens per sample at the end")
-    debug: bool = _s(False, "show full tracebacks instead of one-line errors")
+    batch_size: int = setting(64, "sequences per micro-batch (per process)")
+    grad_accum: int = setting(1, "micro-batches per optimizer step, summed over all processes")
+    lr: float = setting(3e-3, "peak learning rate")
+    min_lr: float = setting(3e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = setting(50, "linear warmup steps")
+    weight_decay: float = setting(0.1, "AdamW decoupled weight decay on >= 2-D weights")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.99, "AdamW beta2 (0.99 for small batches, 0.95 for large)")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
+    eval_interval: int = setting(300, "evaluate, plot and checkpoint every N steps")
+    eval_iters: int = setting(20, "batches per loss estimate at each evaluation")
+    log_interval: int = setting(25, "print a progress line every N steps")
+    mask_prob: float = setting(0.15, "mlm: fraction of tokens selected for prediction (BERT: 0.15)")
+    mlm_documents: bool = setting(False, "mlm: one document per row (padded) instead of packed windows")
+    seed: int = setting(1337, "random seed (data order, initialisation, dropout)")
+    resume: bool = setting(False, "continue the run in --out-dir from its latest checkpoint")
+    overwrite: bool = setting(False, "start afresh even if --out-dir already holds a run (its files are replaced)")
+    samples: int = setting(2, "samples to print at the end (clm) / masked examples to show (mlm)")
+    sample_tokens: int = setting(300, "tokens per sample at the end")
+    debug: bool = setting(False, "show full tracebacks instead of one-line errors")
 
 
 # Named presets: (settings, model). The default is shakespeare-char. Model fields not given keep ModelConfig's.
@@ -111,13 +107,6 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(max_seq_len=1024, d_model=768, n_heads=12, n_layers=12, dropout=0.0, fused_kernels=True)),
 }
 DEFAULT_PRESET = "shakespeare-char"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (the usage block stays in --help)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_settings(argv=None) -> tuple[TrainSettings, ModelConfig | dict, str]:

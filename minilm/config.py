@@ -101,6 +101,18 @@ def _parse_optional_int(text: str) -> int | None:
     return int(text)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the usage block stays in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def setting(default, help: str, **kw):
+    """A settings-dataclass field whose help text (and choices, if given) become its --flag's help."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None,
                        group_title: str | None = None) -> None:
     """Add one `--field-name` option per dataclass field; defaults are None so presets can fill the gaps."""

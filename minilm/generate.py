@@ -17,6 +17,7 @@ import sys
 import torch
 
 from .checkpoint import load_model
+from .config import OneLineParser
 from .training import autocast_context, resolve_device, resolve_dtype
 
 
@@ -40,9 +41,8 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minilm.generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
+    p = OneLineParser(prog="python -m minilm.generate", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="a checkpoint file, or a train.py --out-dir (uses best.pt)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--prompt-file", help="read the prompt from this file instead")
