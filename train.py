@@ -16,7 +16,9 @@ minilm/checkpoint.py; this file prints, the library only returns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -164,9 +166,13 @@ def find_data(data: str) -> Path:
         from prepare import main as prepare_char  # data/shakespeare_char/prepare.py
 
         print("Tiny Shakespeare is not prepared yet: preparing it (download ~1 MB)...")
-        if prepare_char([]) != 0:
-            raise FileNotFoundError("could not prepare Tiny Shakespeare; offline, run: python "
-                                    "data/shakespeare_char/prepare.py --source PATH/TO/input.txt")
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):  # its error goes into ours: one line, not two
+            status = prepare_char([])
+        if status != 0:
+            reason = errors.getvalue().strip().splitlines()[-1].removeprefix("error: ") if errors.getvalue() else "?"
+            raise FileNotFoundError(f"could not prepare Tiny Shakespeare ({reason}). Offline, run: python "
+                                    f"data/shakespeare_char/prepare.py --source PATH/TO/input.txt")
         return path
     raise FileNotFoundError(f"{path}/meta.json not found: prepare the dataset first, e.g. "
                             f"python data/<name>/prepare.py --out-dir {data}")
