@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from minilm.checkpoint import (atomic_write_text, check_compatible, find_checkpoint, load_checkpoint,
-                               load_classifier, save_checkpoint)
+                               load_classifier, load_model, save_checkpoint)
 from minilm.classifier import POOLINGS, SequenceClassifier
 from minilm.config import ModelConfig, OneLineParser, add_dataclass_args, dataclass_from_args, setting
 from minilm.labelled import ClassificationBatches, read_labelled
@@ -46,9 +46,9 @@ from minilm.metrics import classification_report, confusion_matrix, format_repor
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_confusion_matrix
 from minilm.tokenizer import GPT2Tokenizer, tokenizer_from_dict
-from minilm.training import (autocast_context, configure_optimizer, format_eta, get_lr, get_lr_linear,
-                             make_grad_scaler, maybe_compile, resolve_device, resolve_dtype, rng_state,
-                             set_rng_state, set_seed)
+from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, format_eta, get_lr,
+                             get_lr_linear, make_grad_scaler, maybe_compile, resolve_device, resolve_dtype,
+                             rng_state, set_rng_state, set_seed)
 
 ROOT = Path(__file__).resolve().parent
 HF_GPT2 = "hf-gpt2:"
@@ -58,7 +58,7 @@ HF_GPT2 = "hf-gpt2:"
 @dataclass
 class FinetuneSettings:
     init: str = setting("", "what to start from: a train.py run directory or checkpoint file (masked or causal LM), "
-                       "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), or scratch (with --like)")
+                        "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), or scratch (with --like)")
     like: str = setting("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
     gpt2_ranks: str = setting("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
     data: str = setting("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
@@ -68,16 +68,16 @@ class FinetuneSettings:
     text_column: str = setting("", "column (or JSON key) holding the text; default: from --data's meta.json, or 'sentence'")
     label_column: str = setting("", "column (or JSON key) holding the label; default: from meta.json, or 'label'")
     labels: str = setting("", "comma-separated label set in class-id order (default: meta.json's, else the sorted "
-                         "labels of the training file); a label outside it is an error")
+                          "labels of the training file); a label outside it is an error")
     label_names: str = setting("", "comma-separated display names for the labels (default: meta.json's, else the labels)")
     max_train_rows: int = setting(0, "use only the first N training rows (0 = all): quick runs and tests")
     out_dir: str = setting("out/sst2", "where best.pt, ckpt.pt, metrics.jsonl and the report go")
     device: str = setting("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
-                    choices=["auto", "float32", "bfloat16", "float16"])
+                         choices=["auto", "float32", "bfloat16", "float16"])
     compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
     pooling: str = setting("auto", "sentence vector (Eq. 5.8): auto (cls for a masked LM, last for a causal LM), cls, "
-                              "mean or last", choices=["auto", *POOLINGS])
+                           "mean or last", choices=["auto", *POOLINGS])
     head_dropout: float = setting(0.1, "dropout before the linear head (BERT: 0.1)")
     freeze_backbone: bool = setting(False, "train the head only (a linear probe); the backbone stays bit-identical")
     max_len: int = setting(0, "longest input in tokens, special tokens included (0 = the model's max_seq_len)")
@@ -85,13 +85,13 @@ class FinetuneSettings:
     epochs: int = setting(1, "passes over the training set")
     max_steps: int = setting(0, "stop after this many optimizer steps in total (0 = run all epochs)")
     stop_after: int = setting(0, "stop at this step after writing a checkpoint (0 = off); --resume continues: the "
-                            "schedule still follows epochs / max_steps")
+                              "schedule still follows epochs / max_steps")
     batch_size: int = setting(32, "sentences per micro-batch")
     grad_accum: int = setting(1, "micro-batches per optimizer step")
     lr: float = setting(5e-4, "peak learning rate")
     min_lr: float = setting(0.0, "learning rate at the end of the decay (BERT: 0)")
     schedule: str = setting("linear", "decay after warmup: linear (Eq. 6.10, BERT) or cosine (Eq. 6.6)",
-                       choices=["linear", "cosine"])
+                            choices=["linear", "cosine"])
     warmup: float = setting(0.06, "warmup as a fraction of all optimizer steps (RoBERTa: 0.06)")
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay on >= 2-D weights (BERT: 0.01)")
     beta1: float = setting(0.9, "AdamW beta1")
@@ -99,7 +99,7 @@ class FinetuneSettings:
     grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
     eval_interval: int = setting(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
     metric: str = setting("accuracy", "dev metric that picks best.pt and drives early stopping",
-                     choices=["accuracy", "macro_f1"])
+                          choices=["accuracy", "macro_f1"])
     patience: int = setting(0, "stop after this many evaluations without a better dev metric (0 = never)")
     log_interval: int = setting(100, "print a progress line every N optimizer steps")
     seed: int = setting(1337, "random seed (head initialisation, data order, dropout)")
@@ -178,35 +178,16 @@ def load_backbone(init: str, like: str = "", gpt2_ranks: str = "") -> tuple[torc
         if not like:
             raise ValueError("--init scratch needs --like DIR: the train.py run whose architecture and tokenizer "
                              "to copy (its weights are not used)")
-        config, tokenizer, kind, _ = _read_lm(like)
-        model = (MaskedLM if kind == "mlm" else CausalLM)(config)  # fresh GPT-2 initialisation (Eq. 5.4)
-        return model, tokenizer, f"random weights shaped like {like} ({kind})"
+        lm, tokenizer, meta = load_model(like)
+        model = type(lm)(lm.config)  # the same architecture, fresh GPT-2 initialisation (Eq. 5.4)
+        return model, tokenizer, f"random weights shaped like {like} ({meta['kind']})"
     if like:
         raise ValueError("--like only goes with --init scratch")
     if not Path(init).exists():
         raise FileNotFoundError(f"--init {init}: no such directory or file. Use a train.py run directory "
                                 f"(e.g. out/imdb-mlm), a checkpoint file, hf-gpt2:PATH, or scratch --like DIR")
-    config, tokenizer, kind, tensors = _read_lm(init)
-    model = (MaskedLM if kind == "mlm" else CausalLM)(config)
-    try:
-        model.load_state_dict(tensors["model"])
-    except RuntimeError as e:
-        raise ValueError(f"--init {init}: weights do not fit the model its metadata describes "
-                         f"({str(e).splitlines()[0]})") from None
-    return model, tokenizer, f"{kind} checkpoint {find_checkpoint(init)}"
-
-
-def _read_lm(path: str):
-    """(ModelConfig, tokenizer, kind, tensors) of a train.py checkpoint; a clear error for anything else."""
-    file = find_checkpoint(path)
-    tensors, meta = load_checkpoint(file)
-    if meta.get("kind") == "classifier":
-        raise ValueError(f"{file} is a fine-tuned classifier, not a language model: pass it as --ckpt to predict, "
-                         f"or --init the train.py run it came from")
-    if meta.get("kind") not in ("clm", "mlm") or "model_config" not in meta or "tokenizer" not in meta:
-        raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a language model "
-                         f"written by train.py (kinds 'clm', 'mlm')")
-    return ModelConfig.from_dict(meta["model_config"]), tokenizer_from_dict(meta["tokenizer"]), meta["kind"], tensors
+    model, tokenizer, meta = load_model(init)
+    return model, tokenizer, f"{meta['kind']} checkpoint {find_checkpoint(init)}"
 
 
 class CausalInputs:
@@ -468,9 +449,8 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
                 continue
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            if s.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), s.grad_clip)  # Eq. 6.7
+            if s.grad_clip > 0:  # Eq. 6.7, on the true (unscaled) gradients
+                clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
             scaler.step(optimizer)  # Eqs. 6.2-6.5
             scaler.update()
             optimizer.zero_grad(set_to_none=True)

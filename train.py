@@ -36,7 +36,7 @@ from minilm.data import get_causal_batch, get_mlm_batch, get_mlm_document_batch,
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_loss_curves
 from minilm.tokenizer import tokenizer_from_dict
-from minilm.training import (autocast_context, configure_optimizer, evaluate, format_eta, get_lr,
+from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, evaluate, format_eta, get_lr,
                              make_grad_scaler, maybe_compile, mfu, peak_flops, resolve_device, resolve_dtype,
                              rng_state, set_rng_state, set_seed)
 
@@ -51,11 +51,11 @@ class TrainSettings:
     out_dir: str = setting("out/shakespeare-char", "where checkpoints, metrics.jsonl and loss.png go")
     device: str = setting("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast, fp16 on old GPUs), float32, bfloat16, float16",
-                    choices=["auto", "float32", "bfloat16", "float16"])
+                         choices=["auto", "float32", "bfloat16", "float16"])
     compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
     max_iters: int = setting(2100, "optimizer steps in total")
-    stop_after: int = setting(0, "stop at this step, after writing a checkpoint (0 = run to max_iters); the LR schedule "
-                            "still follows max_iters, so --resume continues it: training in several sittings")
+    stop_after: int = setting(0, "stop at this step, after writing a checkpoint (0 = run to max_iters); the LR "
+                                 "schedule still follows max_iters, so --resume continues it: training in sittings")
     max_minutes: float = setting(0.0, "also stop after this many minutes of training (0 = no limit); the LR schedule "
                                  "follows max_iters")
     batch_size: int = setting(64, "sequences per micro-batch (per process)")
@@ -364,9 +364,8 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                 _, loss = model(*batch)
             loss_sum += loss.detach()
             scaler.scale(loss / local_accum).backward()
-        if s.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), s.grad_clip)  # Eq. 6.7
+        if s.grad_clip > 0:  # Eq. 6.7, on the true (unscaled) gradients
+            clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
         scaler.step(optimizer)  # Eqs. 6.2-6.5 (skipped by the scaler if fp16 gradients overflowed)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)

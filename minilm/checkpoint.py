@@ -212,6 +212,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     file = find_checkpoint(path)
     tensors, meta = load_checkpoint(file, map_location=device)
     classes = {"clm": CausalLM, "mlm": MaskedLM}
+    if meta.get("kind") == "classifier":
+        raise ValueError(f"{file} is a fine-tuned classifier, not a language model: pass it to finetune.py as --ckpt "
+                         f"to predict, or use the train.py run it came from")
     if meta.get("kind") not in classes or "model_config" not in meta or "model" not in tensors:
         raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a language model "
                          f"written by train.py (kinds: {sorted(classes)})")

@@ -34,7 +34,9 @@ class ModelConfig:
     gelu: str = field(default="tanh", metadata={"help": "\"tanh\" (GPT-2's approximation) or \"exact\" (erf form, BERT)"})
     tie_weights: bool = field(default=True, metadata={"help": "share the token embedding with the output projection (Press & Wolf 2017)"})
     attn_impl: str = field(default="manual", metadata={"help": "\"manual\" (hand-written, taught and tested) or \"sdpa\" (PyTorch's fused kernel)"})
-    fused_kernels: bool = field(default=False, metadata={"help": "compute LayerNorm and GELU with PyTorch's one-kernel F.layer_norm / F.gelu instead of the hand-written formulas (tested equal): ~25% faster training on a CPU"})
+    fused_kernels: bool = field(default=False, metadata={"help": "compute LayerNorm and GELU with PyTorch's "
+                                "one-kernel F.layer_norm / F.gelu instead of the hand-written formulas (tested "
+                                "equal): ~25% faster training on a CPU"})
     causal: bool = field(default=True, metadata={"help": "True: GPT-style left-to-right; False: BERT-style bidirectional"})
 
     def __post_init__(self) -> None:

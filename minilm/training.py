@@ -309,21 +309,6 @@ def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> floa
     return flops_per_token * tokens_per_s / peak
 
 
-class Throughput:
-    """Tokens per second between successive step() calls, smoothed by an exponential moving average."""
-
-    def __init__(self, smoothing: float = 0.9, clock: Callable[[], float] = time.perf_counter):
-        self.smoothing, self.clock = smoothing, clock
-        self.last, self.rate = clock(), None
-
-    def step(self, n_tokens: int) -> float:
-        now = self.clock()
-        current = n_tokens / max(now - self.last, 1e-9)
-        self.last = now
-        self.rate = current if self.rate is None else self.smoothing * self.rate + (1 - self.smoothing) * current
-        return self.rate
-
-
 def format_eta(seconds: float | None) -> str:
     """Compact duration: 42s, 3m05s, 1h02m05s, 2d03h; "?" for unknown/infinite."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:

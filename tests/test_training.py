@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from minilm import training
 from minilm.training import (
-    Throughput, autocast_context, clip_grad_norm, configure_optimizer, evaluate, format_eta, get_lr, get_lr_linear,
+    autocast_context, clip_grad_norm, configure_optimizer, evaluate, format_eta, get_lr, get_lr_linear,
     make_grad_scaler, maybe_compile, mfu, param_groups_summary, peak_flops, resolve_device, resolve_dtype,
     rng_state, set_rng_state, set_seed, split_decay_params,
 )
@@ -279,10 +279,3 @@ def test_mfu_and_formatting():
     assert [format_eta(s) for s in (0, 42.4, 185, 3725, 2 * 86400 + 3 * 3600 + 59)] == \
         ["0s", "42s", "3m05s", "1h02m05s", "2d03h"]
     assert format_eta(float("inf")) == "?" and format_eta(None) == "?"
-
-
-def test_throughput_with_fake_clock():
-    now = iter([0.0, 2.0, 3.0])
-    meter = Throughput(smoothing=0.5, clock=lambda: next(now))
-    assert meter.step(1000) == pytest.approx(500.0)  # 1000 tokens in 2 s
-    assert meter.step(1000) == pytest.approx(0.5 * 500 + 0.5 * 1000)
