@@ -32,6 +32,9 @@ class ModelConfig:
     bias: bool = field(default=True, metadata={"help": "biases in Linear and LayerNorm (GPT-2 and BERT use them)"})
     norm_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon (GPT-2: 1e-5; BERT: 1e-12)"})
     gelu: str = field(default="tanh", metadata={"help": "\"tanh\" (GPT-2's approximation) or \"exact\" (erf form, BERT)"})
+    init_std: float = field(default=0.02, metadata={"help": "std of the N(0, std^2) initialisation of weights and "
+                            "embeddings (GPT-2 and BERT: 0.02, sized for d_model 768; ~1/sqrt(d_model) suits small "
+                            "models, whose attention otherwise starts, and stays, uniform)"})
     tie_weights: bool = field(default=True, metadata={"help": "share the token embedding with the output projection (Press & Wolf 2017)"})
     attn_impl: str = field(default="manual", metadata={"help": "\"manual\" (hand-written, taught and tested) or \"sdpa\" (PyTorch's fused kernel)"})
     fused_kernels: bool = field(default=False, metadata={"help": "compute LayerNorm and GELU with PyTorch's "
@@ -55,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        if not self.init_std > 0:
+            raise ValueError(f"ModelConfig.init_std must be > 0, got {self.init_std!r}")
         if self.gelu not in ("tanh", "exact"):
             raise ValueError(f"ModelConfig.gelu must be 'tanh' or 'exact', got {self.gelu!r}")
         if self.attn_impl not in ("manual", "sdpa"):

@@ -38,10 +38,11 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy averaged over the masked positions only, i.e. where targets != IGNORE_INDEX (Eq. 2.3).
 
-    The arithmetic is the same as `next_token_loss`; what differs is which targets the data pipeline fills in
-    (every next token there, only the ~15% selected positions here).
+    logits: (..., V), targets: (...). The arithmetic is the same as `next_token_loss`; what differs is which targets
+    the data pipeline fills in (every next token there, only the ~15% selected positions here).
     """
-    return next_token_loss(logits, targets)
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 class Transformer(nn.Module):
@@ -88,19 +89,20 @@ class Transformer(nn.Module):
         return self.norm_f(x)  # (B, T, D)
 
 
-def init_weights(module: nn.Module, n_layers: int) -> None:
-    """GPT-2 initialisation (Eq. 5.4): every weight ~ N(0, 0.02^2), biases 0, LayerNorm gain 1; the projections that
-    write into the residual stream (attention out_proj, MLP fc_out) ~ N(0, (0.02 / sqrt(2 n_layers))^2), so the
-    variance of the residual stream does not grow with depth (GPT-2 paper, section 2.3: 2 residual adds per block)."""
+def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
+    """GPT-2 initialisation (Eq. 5.4): every weight ~ N(0, std^2), biases 0, LayerNorm gain 1; the projections that
+    write into the residual stream (attention out_proj, MLP fc_out) ~ N(0, (std / sqrt(2 n_layers))^2), so the
+    variance of the residual stream does not grow with depth (GPT-2 paper, section 2.3: 2 residual adds per block).
+    std = 0.02 is GPT-2's and BERT's `initializer_range` (ModelConfig.init_std)."""
     for name, p in module.named_parameters():
         if name.endswith("bias"):
             nn.init.zeros_(p)
         elif "norm" in name and name.endswith("weight"):
             nn.init.ones_(p)
         elif name.endswith("out_proj.weight") or name.endswith("fc_out.weight"):
-            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))  # Eq. 5.4, residual projections
+            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))  # Eq. 5.4, residual projections
         else:
-            nn.init.normal_(p, mean=0.0, std=0.02)  # Eq. 5.4; 0.02: GPT-2's initializer_range
+            nn.init.normal_(p, mean=0.0, std=std)  # Eq. 5.4
 
 
 class LanguageModel(nn.Module):
@@ -137,7 +139,7 @@ class CausalLM(LanguageModel):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # (D -> V)
         if config.tie_weights:
             self.lm_head.weight = self.backbone.tok_emb.weight  # Eq. 5.2: logits = h E^T (weight tying)
-        init_weights(self, config.n_layers)
+        init_weights(self, config.n_layers, config.init_std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None):
@@ -207,12 +209,26 @@ class MaskedLM(LanguageModel):
         self.approximate = "tanh" if config.gelu == "tanh" else "none"
         if config.tie_weights:
             self.decoder.weight = self.backbone.tok_emb.weight  # tied, as in BERT
-        init_weights(self, config.n_layers)
+        init_weights(self, config.n_layers, config.init_std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None):
+        """Without targets: logits at every position, (B, T, V). With targets: the loss (Eq. 2.3) and the logits of
+        the N selected positions only, (N, V) in row-major order of `targets != IGNORE_INDEX`. The loss reads nothing
+        else, so the head (its D x V decoder is the largest matmul of a small model) runs on ~15% of the positions."""
         h = self.backbone(idx, attention_mask)  # (B, T, D)
-        z = self.head_norm(gelu(self.head_dense(h), self.approximate))  # (B, T, D)
-        logits = self.decoder(z) + self.decoder_bias  # Eq. 5.3: (B, T, V)
+        if targets is not None:
+            selected = targets != IGNORE_INDEX  # (B, T)
+            h, targets = h[selected], targets[selected]  # (N, D), (N,)
+        z = self.head_norm(gelu(self.head_dense(h), self.approximate))  # (B, T, D) or (N, D)
+        logits = self.decoder(z) + self.decoder_bias  # Eq. 5.3: (B, T, V) or (N, V)
         loss = None if targets is None else masked_lm_loss(logits, targets)
         return logits, loss
+
+    def flops_per_token(self, seq_len: int | None = None, mask_prob: float = 1.0) -> int:
+        """Eq. 5.11 with the head (dense, LayerNorm, decoder E^T + b) counted at the fraction `mask_prob` of positions
+        it runs on in training (forward with targets); mask_prob=1 counts it everywhere, as for a causal LM."""
+        D, V = self.config.d_model, self.config.vocab_size
+        head = sum(p.numel() for p in (*self.head_dense.parameters(), *self.head_norm.parameters(), self.decoder_bias))
+        head += V * D  # the decoder's weight (tied: counted once, in the embedding, by num_params)
+        return super().flops_per_token(seq_len) - round(6 * (1 - mask_prob) * head)

@@ -56,6 +56,10 @@ def test_weight_tying_and_init(tiny_config):
     std = model.backbone.blocks[0].attn.out_proj.weight.std().item()
     assert abs(std - 0.02 / math.sqrt(2 * n)) < 0.004  # Eq. 5.4 residual scaling
     assert abs(model.backbone.blocks[0].mlp.fc_in.weight.std().item() - 0.02) < 0.004
+    wide = MaskedLM(dataclasses.replace(tiny_config, causal=False, init_std=0.1))  # ModelConfig.init_std scales it all
+    assert abs(wide.backbone.blocks[0].mlp.fc_in.weight.std().item() - 0.1) < 0.02
+    assert abs(wide.backbone.blocks[0].attn.out_proj.weight.std().item() - 0.1 / math.sqrt(2 * n)) < 0.02
+    assert abs(wide.backbone.tok_emb.weight.std().item() - 0.1) < 0.02
     untied = CausalLM(dataclasses.replace(tiny_config, tie_weights=False))
     assert untied.num_params() == model.num_params() + tiny_config.vocab_size * tiny_config.d_model
 
@@ -68,6 +72,10 @@ def test_param_count_formula(tiny_config):
     model = CausalLM(c)
     assert model.num_params() == expected
     assert model.flops_per_token() == 6 * (expected - T * D) + 12 * L * D * T
+    mlm = MaskedLM(_mlm_config(c))  # its head (dense, norm, decoder bias; decoder tied) runs on masked positions only
+    head = (D * D + D) + 2 * D + V + V * D
+    assert mlm.flops_per_token(mask_prob=1.0) == 6 * (expected + head - V * D - T * D) + 12 * L * D * T
+    assert mlm.flops_per_token(mask_prob=1.0) - mlm.flops_per_token(mask_prob=0.15) == round(6 * 0.85 * head)
 
 
 def test_mlm_loss_ignores_unmasked_positions(tiny_config):
@@ -78,9 +86,11 @@ def test_mlm_loss_ignores_unmasked_positions(tiny_config):
     logits, loss = model(idx, targets)
     other = targets.clone()
     other[:, 0] = 3  # a position that counts now changes the loss
-    manual = torch.nn.functional.cross_entropy(logits[:, [2, 7]].reshape(-1, tiny_config.vocab_size),
-                                               idx[:, [2, 7]].reshape(-1))
+    full = model(idx)[0]  # (B, T, V): every position, no targets
+    selected = full[:, [2, 7]].reshape(-1, tiny_config.vocab_size)  # (4, V), row-major like targets != -100
+    manual = torch.nn.functional.cross_entropy(selected, idx[:, [2, 7]].reshape(-1))
     torch.testing.assert_close(loss, manual)
+    torch.testing.assert_close(logits, selected)  # with targets, the head runs on the selected positions only
     assert model(idx, other)[1].item() != pytest.approx(loss.item())
 
 
@@ -137,6 +147,10 @@ def test_config_validation_names_the_field():
         ModelConfig(dropout=1.5)
     with pytest.raises(ValueError, match="vocab_size"):
         ModelConfig(vocab_size=0)
+    with pytest.raises(ValueError, match="init_std"):
+        ModelConfig(init_std=0.0)
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "init_std"}  # a checkpoint from before init_std
+    assert ModelConfig.from_dict(old).init_std == 0.02
     with pytest.raises(ValueError, match="unknown ModelConfig field"):
         ModelConfig.from_dict({"d_modle": 3})
     assert ModelConfig.from_dict(ModelConfig(d_model=64).to_dict()) == ModelConfig(d_model=64)
