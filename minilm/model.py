@@ -29,10 +29,11 @@ from .sampling import sample_next
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy -1/N sum_t log p(x_{t+1} | x_<=t) over targets != IGNORE_INDEX (Eq. 2.2).
 
-    logits: (B, T, V) predictions at every position; targets: (B, T), the inputs shifted left by one.
+    logits: (B, T, V) predictions at every position; targets: (B, T), the inputs shifted left by one. Any leading
+    shape works, e.g. (N, V) and (N,) for the positions a masked LM selected.
     """
-    B, T, V = logits.shape
-    return F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T), ignore_index=IGNORE_INDEX)
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)  # (B*T, V)
 
 
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -41,8 +42,7 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits: (..., V), targets: (...). The arithmetic is the same as `next_token_loss`; what differs is which targets
     the data pipeline fills in (every next token there, only the ~15% selected positions here).
     """
-    V = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    return next_token_loss(logits, targets)
 
 
 class Transformer(nn.Module):
