@@ -12,8 +12,8 @@ Datasets of separate documents (IMDB reviews) also have `<split>_docs.bin`: int6
   Eq. 2.3  L = -(1/|M|) sum_{i in M} log p(x_i | x_{\\M}), over a random set M of 15% of the (non-special,
   non-pad) positions, where (Eq. 2.4) each selected token becomes <mask> with prob. 0.8, a random non-special
   token with prob. 0.1, and stays unchanged with prob. 0.1; targets are IGNORE_INDEX outside M.
-  Batches are packed windows (`get_mlm_batch`) or one document per row, padded, with an attention mask
-  (`get_mlm_document_batch`).
+  Batches are packed windows that start with [cls] (`get_mlm_batch`) or one document per row, padded, with an
+  attention mask (`get_mlm_document_batch`).
 Labelled text for fine-tuning (`read_labelled`, `ClassificationBatches`) lives in minilm/labelled.py and is
 re-exported here.
 
@@ -179,8 +179,20 @@ def _mlm_ids(tokenizer) -> dict:
 
 def get_mlm_batch(data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator, tokenizer,
                   device="cpu", mask_prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
-    """Packed windows for Eq. 2.3: random (B, T) windows of the token stream, masked by Eq. 2.4."""
-    x = _random_windows(data, batch_size, block_size, generator)  # (B, T)
+    """Packed windows for Eq. 2.3: random (B, T) windows of the token stream, masked by Eq. 2.4.
+
+    When the tokenizer has a [cls] token, every row is [cls] followed by T-1 tokens of the stream, as every BERT
+    input starts with [CLS] (Devlin et al., section 3): fine-tuning reads `[cls] text [sep]`, so the token it puts
+    first, and pools with `--pooling cls`, has been trained in that place. [cls] is special, so never masked.
+    """
+    cls_id = tokenizer.cls_id
+    if cls_id is None:
+        x = _random_windows(data, batch_size, block_size, generator)  # (B, T)
+    else:
+        if block_size < 2:
+            raise ValueError(f"block_size={block_size} leaves no room for text after [cls]")
+        body = _random_windows(data, batch_size, block_size - 1, generator)  # (B, T-1)
+        x = torch.cat([torch.full((batch_size, 1), cls_id, dtype=body.dtype), body], dim=1)  # (B, T)
     inputs, targets = mask_tokens(x, generator=generator, mask_prob=mask_prob, **_mlm_ids(tokenizer))
     return to_device(inputs, device), to_device(targets, device)
 

@@ -110,6 +110,8 @@ def test_mlm_packed_batch(tok):
     inputs, targets = get_mlm_batch(data, 4, 32, torch.Generator().manual_seed(0), tok)
     assert inputs.shape == targets.shape == (4, 32) and inputs.dtype == targets.dtype == torch.int64
     assert ((targets == IGNORE_INDEX) | (targets < tok.base_vocab_size)).all()
+    assert (inputs[:, 0] == tok.cls_id).all() and (targets[:, 0] == IGNORE_INDEX).all()  # BERT: [cls] first
+    assert (inputs[:, 1:] != tok.cls_id).all()  # the rest is the stream, which holds no [cls]
 
 
 def test_document_batches_pad_truncate_and_mask(tmp_path, tok):
