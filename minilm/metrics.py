@@ -1,15 +1,18 @@
-"""Classification metrics in NumPy: accuracy, confusion matrix, per-class precision / recall / F1, and a report
-with the same structure and numbers as scikit-learn's classification_report(output_dict=True, zero_division=0).
+"""Classification metrics in NumPy: accuracy, confusion matrix, per-class precision / recall / F1, a report with
+the same structure and numbers as scikit-learn's classification_report(output_dict=True, zero_division=0), and two
+paired tests for "model A beats model B on the same examples": McNemar's exact test (McNemar 1947) and the paired
+bootstrap (Efron & Tibshirani 1993, ch. 16; Berg-Kirkpatrick et al. 2012, https://aclanthology.org/D12-1091/).
 
 Definitions follow Manning, Raghavan & Schuetze, Introduction to Information Retrieval (2008), section 8.3, and
 scikit-learn's documentation (https://scikit-learn.org/stable/modules/model_evaluation.html#precision-recall-f-measure-metrics);
-scikit-learn is the oracle in tests/test_metrics.py. Explained in lectures/07_finetuning.ipynb.
+scikit-learn and SciPy are the oracles in tests/test_metrics.py. Explained in lectures/07_finetuning.ipynb.
 Left out on purpose: multi-label metrics, micro averages other than accuracy, sample weights, ROC / PR curves.
 Classes are the integers 0 .. n_classes-1; a class absent from both y_true and y_pred still gets a row.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -109,3 +112,53 @@ def format_report(report: dict, digits: int = 2) -> str:
     lines.append(f"{'accuracy':>{width}s} " + f" {'':>9}" * 2 + f" {report['accuracy']:>9.{digits}f} {total:>9}")
     lines += [row("macro avg", report["macro avg"]), row("weighted avg", report["weighted avg"])]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Paired comparisons. Two models scored on the same N sentences are not independent samples: most sentences are
+# right (or wrong) for both. The standard error of one model's accuracy, sqrt(acc (1 - acc) / N), says nothing about
+# the difference; only the sentences the two models disagree on carry information about which is better.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _correct_pairs(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray]:
+    y_true, pred_a = _as_labels(y_true, pred_a)
+    _, pred_b = _as_labels(y_true, pred_b)
+    return pred_a == y_true, pred_b == y_true  # (N,), (N,) booleans: is A right, is B right
+
+
+def mcnemar_test(y_true, pred_a, pred_b) -> dict:
+    """McNemar's exact test of "A and B are equally accurate" on the same examples (Eq. 7.7).
+
+    b = #{A right, B wrong}, c = #{A wrong, B right}. Under the null hypothesis each of the n = b + c discordant
+    examples is equally likely to favour either model, so b ~ Binomial(n, 1/2) and the two-sided exact p-value is
+        p = min(1, 2 * sum_{k <= min(b, c)} C(n, k) / 2^n).
+    The examples both models get right (or both wrong) do not enter. Returns {"b", "c", "p_value"}.
+    """
+    a_right, b_right = _correct_pairs(y_true, pred_a, pred_b)
+    b = int(np.sum(a_right & ~b_right))
+    c = int(np.sum(~a_right & b_right))
+    n = b + c
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))  # Eq. 7.7: P(X <= min(b, c)) * 2^n, exact integers
+    return {"b": b, "c": c, "p_value": min(1.0, 2 * tail / 2**n)}
+
+
+def paired_bootstrap(y_true, pred_a, pred_b, n_resamples: int = 10_000, seed: int = 0) -> dict:
+    """The paired bootstrap of the accuracy difference acc_A - acc_B (Eq. 7.8).
+
+    Draw N example indices with replacement n_resamples times, the same indices for both models, and recompute the
+    difference on each draw: d*_1 .. d*_R. The 95% interval is the 2.5th and 97.5th percentile of d*. The two-sided
+    p-value asks how often a resampled difference strays from the observed d by at least |d|, i.e. how often d*
+    would reach 0 if the truth were a shift of d (Berg-Kirkpatrick et al. 2012, section 2.2):
+        p = #{r : |d*_r - d| >= |d|} / R.
+    Returns {"diff", "ci_low", "ci_high", "p_value"}.
+    """
+    a_right, b_right = _correct_pairs(y_true, pred_a, pred_b)
+    delta = a_right.astype(np.float64) - b_right.astype(np.float64)  # (N,): +1, 0 or -1 per example
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(delta), size=(n_resamples, len(delta)))  # (R, N) example indices
+    resampled = delta[draws].mean(axis=1)  # Eq. 7.8: d*_r, (R,)
+    diff = float(delta.mean())
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    p_value = float(np.mean(np.abs(resampled - diff) >= abs(diff) - 1e-12))
+    return {"diff": diff, "ci_low": float(low), "ci_high": float(high), "p_value": p_value}

@@ -86,3 +86,72 @@ def test_errors():
         confusion_matrix(["a"], ["b"], 2)
     with pytest.raises(ValueError, match="unique"):
         classification_report([0], [0], ["x", "x"])
+
+
+# ---- paired tests (Eqs. 7.7-7.8) against SciPy ----
+
+def _paired_case(seed: int, N: int, acc_a: float, acc_b: float):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, N)
+    pred_a = np.where(rng.random(N) < acc_a, y, 1 - y)
+    pred_b = np.where(rng.random(N) < acc_b, y, 1 - y)
+    return y, pred_a, pred_b
+
+
+@pytest.mark.parametrize("seed, N, acc_a, acc_b", [(0, 872, 0.83, 0.80), (1, 50, 0.7, 0.7), (2, 200, 0.9, 0.6),
+                                                   (3, 9, 0.5, 0.9)])
+def test_mcnemar_matches_scipy_binomtest(seed, N, acc_a, acc_b):
+    stats = pytest.importorskip("scipy.stats")
+    from minilm.metrics import mcnemar_test
+
+    y, pred_a, pred_b = _paired_case(seed, N, acc_a, acc_b)
+    result = mcnemar_test(y, pred_a, pred_b)
+    a_right, b_right = pred_a == y, pred_b == y
+    assert result["b"] == int(np.sum(a_right & ~b_right)) and result["c"] == int(np.sum(~a_right & b_right))
+    n = result["b"] + result["c"]
+    expected = stats.binomtest(result["b"], n, 0.5).pvalue if n else 1.0
+    assert result["p_value"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_mcnemar_ignores_agreements_and_is_symmetric():
+    from minilm.metrics import mcnemar_test
+
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
+    a = np.array([0, 1, 0, 1, 0, 0, 1, 1])  # wrong on 4 and 7
+    b = np.array([0, 1, 1, 1, 1, 0, 1, 1])  # wrong on 2 and 7
+    assert mcnemar_test(y, a, b) == {"b": 1, "c": 1, "p_value": 1.0}
+    # adding examples that both get right (or both wrong) changes nothing
+    y2, a2, b2 = np.r_[y, [1] * 50, [0] * 5], np.r_[a, [1] * 50, [1] * 5], np.r_[b, [1] * 50, [1] * 5]
+    assert mcnemar_test(y2, a2, b2) == mcnemar_test(y, a, b)
+    y3, a3, b3 = _paired_case(4, 300, 0.9, 0.7)
+    forward, backward = mcnemar_test(y3, a3, b3), mcnemar_test(y3, b3, a3)
+    assert (forward["b"], forward["c"]) == (backward["c"], backward["b"])
+    assert forward["p_value"] == backward["p_value"] < 1e-3
+
+
+def test_paired_bootstrap_matches_scipy_interval():
+    stats = pytest.importorskip("scipy.stats")
+    from minilm.metrics import paired_bootstrap
+
+    y, pred_a, pred_b = _paired_case(5, 872, 0.83, 0.80)
+    result = paired_bootstrap(y, pred_a, pred_b, n_resamples=20_000, seed=0)
+    a_right, b_right = (pred_a == y).astype(float), (pred_b == y).astype(float)
+    assert result["diff"] == pytest.approx(a_right.mean() - b_right.mean(), abs=1e-12)
+    ref = stats.bootstrap((a_right, b_right), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis), paired=True,
+                          vectorized=True, n_resamples=20_000, method="percentile", confidence_level=0.95,
+                          random_state=np.random.default_rng(1))
+    # two independent Monte-Carlo estimates of the same percentiles: within ~0.3 points of each other
+    assert result["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=3e-3)
+    assert result["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=3e-3)
+    assert result["ci_low"] < result["diff"] < result["ci_high"]
+
+
+def test_paired_bootstrap_p_value_tracks_mcnemar():
+    from minilm.metrics import mcnemar_test, paired_bootstrap
+
+    same = _paired_case(6, 400, 0.8, 0.8)
+    clear = _paired_case(7, 400, 0.9, 0.7)
+    assert paired_bootstrap(*same)["p_value"] > 0.05 and mcnemar_test(*same)["p_value"] > 0.05
+    assert paired_bootstrap(*clear)["p_value"] < 0.01 and mcnemar_test(*clear)["p_value"] < 0.01
+    y = np.array([0, 1, 1, 0])
+    assert paired_bootstrap(y, y, y) == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
