@@ -48,6 +48,16 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).contiguous().view(B, T, H * Dh)  # (B, T, D)
 
 
+def open_empty_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean mask (..., T_q, T_k) -> (the mask with key-less rows opened, those rows (..., T_q, 1)).
+
+    A query row whose every key is masked would be softmax(-inf, ..., -inf) = 0/0 = NaN, and one NaN row poisons
+    the whole batch's gradients. Opening the row keeps softmax finite; the caller zeroes the row's output after.
+    """
+    empty = ~mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+    return mask | empty, empty
+
+
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, return_weights=False):
     """softmax(Q K^T / sqrt(Dh) + M) V, by hand (Eqs. 3.1-3.4).
 
@@ -56,35 +66,29 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
       attn_mask: bool (True = may attend) or float (added to the scores), broadcastable to (..., T_q, T_k);
       is_causal: apply a lower-triangular mask aligned top-left (query i sees keys j <= i), as PyTorch does;
       dropout_p: dropout on the attention weights (pass 0.0 at evaluation time).
-    A query row whose every key is masked would be softmax(-inf, ..., -inf) = 0/0 = NaN; we return zeros for such
-    rows instead (and zero gradients), so left padding cannot poison a batch.
+    Where PyTorch returns NaN, for a query row whose every key a boolean mask hides, we return zeros (and zero
+    gradients), so left padding cannot poison a batch (`open_empty_rows`). A float mask is added as given.
     Returns the output (..., T_q, Dv), and the attention weights (..., T_q, T_k) when `return_weights` is True.
     """
     T_q, Dh = q.shape[-2], q.shape[-1]
     T_k = k.shape[-2]
-    if is_causal and attn_mask is not None:
-        raise ValueError("pass either attn_mask or is_causal=True, not both (as in F.scaled_dot_product_attention)")
-
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(Dh)  # Eq. 3.1: (..., T_q, T_k)
-
-    # Rows with nothing to attend to can only come from a mask: top-left causal masking leaves none when T_q <= T_k.
-    check_empty = attn_mask is not None or T_q > T_k
+    assert not (is_causal and attn_mask is not None), "pass attn_mask or is_causal=True, not both (as in PyTorch)"
     if is_causal:
         attn_mask = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril()  # (T_q, T_k), top-left aligned
+    empty_rows = None
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask, empty_rows = open_empty_rows(attn_mask)  # (..., T_q, T_k), (..., T_q, 1)
+
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(Dh)  # Eq. 3.1: (..., T_q, T_k)
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, float("-inf"))  # Eq. 3.2: M_ij = -inf where j is hidden from i
         else:
             scores = scores + attn_mask  # Eq. 3.2 given directly as an additive float mask
-    # Give softmax finite inputs in rows that are all -inf, then zero their weights (see docstring).
-    empty_rows = None
-    if check_empty:
-        empty_rows = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., T_q, 1)
-        scores = scores.masked_fill(empty_rows, 0.0)
 
     weights = torch.softmax(scores, dim=-1)  # Eq. 3.3: each row sums to 1, (..., T_q, T_k)
     if empty_rows is not None:
-        weights = weights.masked_fill(empty_rows, 0.0)
+        weights = weights.masked_fill(empty_rows, 0.0)  # the opened rows attend to nothing
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
 
@@ -113,8 +117,7 @@ class KVCache:
             self.k = k.new_zeros(B, H, self.max_len, Dh)
             self.v = v.new_zeros(B, H, self.max_len, v.shape[-1])
         end = self.length + T
-        if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions; cannot append {T} to {self.length}")
+        assert end <= self.max_len, f"KV cache holds {self.max_len} positions; cannot append {T} to {self.length}"
         self.k[:, :, self.length:end] = k
         self.v[:, :, self.length:end] = v
         self.length = end
@@ -160,8 +163,7 @@ class MultiHeadAttention(nn.Module):
         if self.causal and not is_causal:
             mask = causal_mask(T, T_k, device=x.device)  # (T, T_k)
         if attention_mask is not None:
-            if attention_mask.shape != (B, T_k):
-                raise ValueError(f"attention_mask must have shape (B, T_k) = {(B, T_k)}, got {tuple(attention_mask.shape)}")
+            assert attention_mask.shape == (B, T_k), f"attention_mask must be (B, T_k) = {(B, T_k)}"
             keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T_k)
             mask = keys if mask is None else mask & keys  # (B, 1, T, T_k)
 
@@ -174,8 +176,7 @@ class MultiHeadAttention(nn.Module):
         else:
             empty = None
             if mask is not None:  # the fused kernel returns NaN for rows with no visible key: open them, then zero
-                empty = ~mask.any(dim=-1, keepdim=True)  # (B, 1, T, 1) or (T, 1)
-                mask = mask | empty
+                mask, empty = open_empty_rows(mask)  # (B, 1, T, T_k) or (T, T_k); (B, 1, T, 1) or (T, 1)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
             if empty is not None:
                 y = y.masked_fill(empty, 0.0)  # (B, H, T, Dh)

@@ -34,7 +34,7 @@ def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.T
     if pooling == "last":
         last = attention_mask.long().sum(dim=1).clamp(min=1) - 1  # (B,): index of the last real token
         return h[torch.arange(B, device=h.device), last]  # (B, D)
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    raise AssertionError(f"pooling must be one of {POOLINGS}, got {pooling!r}")  # SequenceClassifier checked it
 
 
 class SequenceClassifier(nn.Module):
@@ -42,6 +42,9 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, backbone: Transformer, n_classes: int, pooling: str | None = None, dropout: float = 0.1):
         super().__init__()
+        if not isinstance(backbone, Transformer):
+            raise TypeError(f"SequenceClassifier takes a Transformer backbone, got a {type(backbone).__name__}: "
+                            f"for a whole language model use SequenceClassifier.from_lm(lm, n_classes)")
         causal = backbone.config.causal
         pooling = pooling or ("last" if causal else "cls")
         if pooling not in POOLINGS:

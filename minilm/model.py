@@ -14,6 +14,7 @@ dropout variants, mixture of experts. Read beside lectures/05_model.ipynb.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -21,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .block import LayerNorm, TransformerBlock, gelu
+from .block import LayerNorm, TransformerBlock, activation
 from .config import IGNORE_INDEX, ModelConfig
 from .sampling import sample_next
 
@@ -52,36 +53,18 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)  # E: (V, D)
-        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (T_max, D), learned (GPT-2, BERT)
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (max_seq_len, D), learned (GPT-2, BERT)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
         # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head
         self.norm_f = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
 
-    def check_input(self, idx: torch.Tensor, past: int = 0) -> None:
-        """Raise a ValueError that says what is wrong with `idx` (cheap checks first)."""
-        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"token ids must be an integer tensor (torch.long), got {kind}")
-        if idx.dim() != 2:
-            raise ValueError(f"token ids must have shape (B, T), got {tuple(idx.shape)}")
-        T = idx.shape[1]
-        if past + T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {past + T} tokens is longer than the model's context "
-                             f"(max_seq_len={self.config.max_seq_len}): truncate or crop the input")
-        if T == 0:
-            raise ValueError("token ids are empty (T = 0): give at least one token")
-        if not torch.compiler.is_compiling():  # a data-dependent check would break the compiled graph
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self.config.vocab_size:
-                raise ValueError(f"token id {lo if lo < 0 else hi} is outside the vocabulary "
-                                 f"[0, {self.config.vocab_size}): was the text encoded with this model's tokenizer?")
-
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_caches: list[KVCache] | None = None) -> torch.Tensor:
-        past = kv_caches[0].length if kv_caches else 0
-        self.check_input(idx, past)
+        past = kv_caches[0].length if kv_caches else 0  # positions already in the cache
         B, T = idx.shape
+        assert past + T <= self.config.max_seq_len, \
+            f"cannot forward {past + T} positions: the context is max_seq_len={self.config.max_seq_len}"
         pos = torch.arange(past, past + T, device=idx.device)  # (T,) absolute positions
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
         for i, block in enumerate(self.blocks):
@@ -119,9 +102,12 @@ class LanguageModel(nn.Module):
         return n
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token, forward + backward (Eq. 5.11; Kaplan et al. 2020, section 2.1; PaLM appendix B):
-        6 N for the weight matmuls (2 forward, 4 backward per multiply-add) + 12 L D T for attention scores and
-        the weighted sum of values."""
+        """Training FLOPs per token, forward + backward (Eq. 5.11): 6 N for the weight matmuls (2 per parameter
+        forward, 4 backward; Kaplan et al. 2020, section 2.1) + 12 L T D for the attention scores Q K^T and the
+        weighted sum of values, which no parameter counts (PaLM's count: Chowdhery et al. 2022, appendix B; Kaplan
+        et al. count the same two matmuls forward only as 2 n_layer n_ctx d_attn, and omit them from C = 6N).
+        N excludes the position table but includes biases and LayerNorm gains, which do no multiply-add per
+        token: that is why 6N slightly overstates the weight matmuls (lectures/05_model.ipynb measures it)."""
         c = self.config
         T = seq_len or c.max_seq_len
         return 6 * self.num_params(non_embedding=True) + 12 * c.n_layers * c.d_model * T
@@ -132,8 +118,7 @@ class CausalLM(LanguageModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if not config.causal:
-            raise ValueError("CausalLM needs ModelConfig(causal=True); use MaskedLM for a bidirectional model")
+        config = dataclasses.replace(config, causal=True)  # the head decides the direction: left to right
         self.config = config
         self.backbone = Transformer(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)  # (D -> V)
@@ -160,18 +145,18 @@ class CausalLM(LanguageModel):
         re-encodes the last max_seq_len tokens, exactly as generation without a cache does.
         `eos_id`: a row that has produced it keeps producing it; generation stops when every row has.
         """
-        self.backbone.check_input(idx)
+        context = self.config.max_seq_len
+        assert idx.shape[1] <= context, f"a prompt of {idx.shape[1]} tokens is longer than max_seq_len={context}"
         was_training = self.training
         self.eval()
-        T_max = self.config.max_seq_len
         caches: list[KVCache] | None = None
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
-            if use_cache and caches is not None and caches[0].length < T_max:
+            if use_cache and caches is not None and caches[0].length < context:
                 h = self.backbone(idx[:, -1:], kv_caches=caches)  # only the new token: (B, 1, D)
             else:
-                window = idx[:, -T_max:]  # crop to the context: (B, min(T, T_max))
-                caches = [KVCache(T_max) for _ in self.backbone.blocks] if use_cache else None
+                window = idx[:, -context:]  # crop to the context: (B, min(T, max_seq_len))
+                caches = [KVCache(context) for _ in self.backbone.blocks] if use_cache else None
                 h = self.backbone(window, kv_caches=caches)  # (B, T, D)
             logits = self.lm_head(h[:, -1, :])  # (B, V)
             nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
@@ -197,8 +182,7 @@ class MaskedLM(LanguageModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.causal:
-            raise ValueError("MaskedLM needs ModelConfig(causal=False): a masked LM reads both directions")
+        config = dataclasses.replace(config, causal=False)  # the head decides the direction: both ways
         self.config = config
         self.backbone = Transformer(config)
         # BERT's prediction head ("transform" then decoder): dense -> GELU -> LayerNorm -> E^T + b (Eq. 5.3)
@@ -206,7 +190,7 @@ class MaskedLM(LanguageModel):
         self.head_norm = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
         self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))  # BERT keeps an output bias per token
-        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        self.act = activation(config)  # the same GELU as the blocks' MLPs
         if config.tie_weights:
             self.decoder.weight = self.backbone.tok_emb.weight  # tied, as in BERT
         init_weights(self, config.n_layers, config.init_std)
@@ -220,7 +204,7 @@ class MaskedLM(LanguageModel):
         if targets is not None:
             selected = targets != IGNORE_INDEX  # (B, T)
             h, targets = h[selected], targets[selected]  # (N, D), (N,)
-        z = self.head_norm(gelu(self.head_dense(h), self.approximate))  # (B, T, D) or (N, D)
+        z = self.head_norm(self.act(self.head_dense(h)))  # (B, T, D) or (N, D)
         logits = self.decoder(z) + self.decoder_bias  # Eq. 5.3: (B, T, V) or (N, V)
         loss = None if targets is None else masked_lm_loss(logits, targets)
         return logits, loss

@@ -11,7 +11,7 @@ from minilm.classifier import pool
 
 def _classifier(cfg, pooling):
     causal = pooling == "last" or (pooling == "mean-causal")
-    lm = CausalLM(cfg) if causal else MaskedLM(dataclasses.replace(cfg, causal=False))
+    lm = CausalLM(cfg) if causal else MaskedLM(cfg)
     return SequenceClassifier.from_lm(lm, 3, pooling="mean" if pooling == "mean-causal" else pooling).eval()
 
 
@@ -40,7 +40,7 @@ def test_pool_by_hand():
 
 def test_default_pooling_follows_the_backbone(tiny_config):
     assert SequenceClassifier.from_lm(CausalLM(tiny_config), 2).pooling == "last"
-    assert SequenceClassifier.from_lm(MaskedLM(dataclasses.replace(tiny_config, causal=False)), 2).pooling == "cls"
+    assert SequenceClassifier.from_lm(MaskedLM(tiny_config), 2).pooling == "cls"
     with pytest.raises(ValueError, match="bidirectional"):
         SequenceClassifier.from_lm(CausalLM(tiny_config), 2, pooling="cls")
     with pytest.raises(ValueError, match="pooling"):
@@ -60,3 +60,11 @@ def test_shares_the_backbone_and_learns(tiny_config):
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+def test_a_whole_language_model_is_refused_at_once(tiny_config):
+    """Passing the LM instead of its backbone used to build and then fail with "'tuple' object has no attribute"."""
+    lm = CausalLM(tiny_config)
+    with pytest.raises(TypeError, match=r"SequenceClassifier\.from_lm"):
+        SequenceClassifier(lm, 2)
+    assert SequenceClassifier(lm.backbone, 2).backbone is lm.backbone
