@@ -1,11 +1,11 @@
 """Sequence classification on top of a pretrained backbone: pool the hidden states, then a linear layer.
 
 This is the fine-tuning half of "pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin
-et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must summarise the sentence (Eq. 5.8):
+et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must summarise the sentence (Eq. 5.4):
   "cls"  the hidden state of the first token (BERT puts a [CLS] token there; bidirectional backbones only),
   "mean" the average over real (non-pad) tokens,
   "last" the hidden state of the last real token (GPT-1's choice: in a causal model only it has seen every token).
-Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.9).
+Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.5).
 
 Padding never changes a prediction: pad keys are masked in attention (bidirectional), can only be seen by later pad
 positions (causal, right padding), and are excluded from the pooling. Read beside lectures/05_model.ipynb and
@@ -24,7 +24,7 @@ POOLINGS = ("cls", "mean", "last")
 
 
 def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, T, D) hidden states -> (B, D) sentence vectors (Eq. 5.8). attention_mask: (B, T), 1 = token, 0 = pad."""
+    """(B, T, D) hidden states -> (B, D) sentence vectors (Eq. 5.4). attention_mask: (B, T), 1 = token, 0 = pad."""
     B, T, D = h.shape
     if pooling == "cls":
         return h[:, 0]  # (B, D)
@@ -60,7 +60,7 @@ class SequenceClassifier(nn.Module):
         self.n_classes = n_classes
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(backbone.config.d_model, n_classes)
-        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.4)
+        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.6)
         nn.init.zeros_(self.head.bias)
 
     @classmethod
@@ -76,7 +76,7 @@ class SequenceClassifier(nn.Module):
         # A causal backbone already hides later (pad) positions from earlier tokens, so it needs no key mask.
         key_mask = None if self.config.causal else attention_mask
         h = self.backbone(idx, key_mask)  # (B, T, D)
-        pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.8: (B, D)
-        logits = self.head(self.dropout(pooled))  # Eq. 5.9: (B, n_classes)
+        pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.4: (B, D)
+        logits = self.head(self.dropout(pooled))  # Eq. 5.5: (B, n_classes)
         loss = None if labels is None else F.cross_entropy(logits.float(), labels)
         return logits, loss

@@ -3,7 +3,7 @@
 - `Transformer`: token + learned position embeddings, a stack of pre-norm blocks, a final LayerNorm (Eq. 5.1).
 - `CausalLM`: next-token prediction, GPT-2 style (Radford et al. 2019, "Language Models are Unsupervised Multitask
   Learners", section 2.3): left-to-right attention, output projection tied to the token embedding (Eq. 5.2; Press &
-  Wolf 2017, https://arxiv.org/abs/1608.05859), GPT-2 initialisation (Eq. 5.4), generation with a KV cache.
+  Wolf 2017, https://arxiv.org/abs/1608.05859), GPT-2 initialisation (Eq. 5.6), generation with a KV cache.
 - `MaskedLM`: BERT's masked-token prediction (Devlin et al. 2019, https://arxiv.org/abs/1810.04805, section 3.1):
   bidirectional attention and BERT's MLM head (dense, GELU, LayerNorm, tied decoder + bias; Eq. 5.3).
 The classification head lives in classifier.py, sampling rules in sampling.py, GPT-2 weight loading in pretrained.py.
@@ -73,7 +73,7 @@ class Transformer(nn.Module):
 
 
 def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
-    """GPT-2 initialisation (Eq. 5.4): every weight ~ N(0, std^2), biases 0, LayerNorm gain 1; the projections that
+    """GPT-2 initialisation (Eq. 5.6): every weight ~ N(0, std^2), biases 0, LayerNorm gain 1; the projections that
     write into the residual stream (attention out_proj, MLP fc_out) ~ N(0, (std / sqrt(2 n_layers))^2), so the
     variance of the residual stream does not grow with depth (GPT-2 paper, section 2.3: 2 residual adds per block).
     std = 0.02 is GPT-2's and BERT's `initializer_range` (ModelConfig.init_std)."""
@@ -83,9 +83,9 @@ def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
         elif "norm" in name and name.endswith("weight"):
             nn.init.ones_(p)
         elif name.endswith("out_proj.weight") or name.endswith("fc_out.weight"):
-            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))  # Eq. 5.4, residual projections
+            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))  # Eq. 5.6, residual projections
         else:
-            nn.init.normal_(p, mean=0.0, std=std)  # Eq. 5.4
+            nn.init.normal_(p, mean=0.0, std=std)  # Eq. 5.6
 
 
 class LanguageModel(nn.Module):
@@ -139,7 +139,7 @@ class CausalLM(LanguageModel):
                  use_cache: bool = True) -> torch.Tensor:
         """Append up to `max_new_tokens` sampled tokens to `idx` (B, T) and return (B, T + n).
 
-        temperature 0 means greedy decoding (argmax). Sampling rules: sampling.py (Eqs. 5.5-5.7).
+        temperature 0 means greedy decoding (argmax). Sampling rules: sampling.py (Eqs. 5.7-5.9).
         With `use_cache`, each step runs the model on the newest token only and reads the earlier keys and values
         from a KV cache (Eq. 3.7). Learned absolute positions cannot slide, so once the context is full each step
         re-encodes the last max_seq_len tokens, exactly as generation without a cache does.

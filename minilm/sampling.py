@@ -1,9 +1,9 @@
 """How the next token is chosen from the model's logits: temperature, top-k, top-p (nucleus), greedy.
 
 A language model gives a distribution p(x_{t+1} | x_<=t); decoding is the separate choice of how to draw from it.
-Temperature reshapes the distribution (Eq. 5.5), top-k keeps only the k most likely tokens (Fan et al. 2018,
-https://arxiv.org/abs/1805.04833, Eq. 5.6), top-p keeps the smallest set whose probability reaches p (Holtzman et al.
-2020, "The Curious Case of Neural Text Degeneration", https://arxiv.org/abs/1904.09751, section 3.1, Eq. 5.7).
+Temperature reshapes the distribution (Eq. 5.7), top-k keeps only the k most likely tokens (Fan et al. 2018,
+https://arxiv.org/abs/1805.04833, Eq. 5.8), top-p keeps the smallest set whose probability reaches p (Holtzman et al.
+2020, "The Curious Case of Neural Text Degeneration", https://arxiv.org/abs/1904.09751, section 3.1, Eq. 5.9).
 
 Left out on purpose: beam search, repetition penalties, min-p. Read beside lectures/05_model.ipynb.
 """
@@ -14,7 +14,7 @@ import torch
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest logits in each row, set the rest to -inf (Eq. 5.6). logits: (B, V)."""
+    """Keep the k largest logits in each row, set the rest to -inf (Eq. 5.8). logits: (B, V)."""
     if k <= 0:
         raise ValueError(f"top_k must be a positive integer, got {k}")
     k = min(k, logits.shape[-1])
@@ -23,7 +23,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the nucleus: the most likely tokens whose cumulative probability first reaches p (Eq. 5.7).
+    """Keep the nucleus: the most likely tokens whose cumulative probability first reaches p (Eq. 5.9).
 
     A token (in order of decreasing probability) is in the nucleus when the mass *before* it is still below p,
     so the most likely token is always kept. logits: (B, V).
@@ -45,7 +45,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return torch.argmax(logits, dim=-1, keepdim=True)  # (B, 1)
-    logits = logits.float() / temperature  # Eq. 5.5: softmax(z / tau); tau < 1 sharpens, tau > 1 flattens
+    logits = logits.float() / temperature  # Eq. 5.7: softmax(z / tau); tau < 1 sharpens, tau > 1 flattens
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:

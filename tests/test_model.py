@@ -54,7 +54,7 @@ def test_weight_tying_and_init(tiny_config):
     assert model.lm_head.weight is model.backbone.tok_emb.weight
     n = tiny_config.n_layers
     std = model.backbone.blocks[0].attn.out_proj.weight.std().item()
-    assert abs(std - 0.02 / math.sqrt(2 * n)) < 0.004  # Eq. 5.4 residual scaling
+    assert abs(std - 0.02 / math.sqrt(2 * n)) < 0.004  # Eq. 5.6 residual scaling
     assert abs(model.backbone.blocks[0].mlp.fc_in.weight.std().item() - 0.02) < 0.004
     wide = MaskedLM(dataclasses.replace(tiny_config, causal=False, init_std=0.1))  # ModelConfig.init_std scales it all
     assert abs(wide.backbone.blocks[0].mlp.fc_in.weight.std().item() - 0.1) < 0.02

@@ -14,7 +14,7 @@ import torch
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Exercise sampling.py::top_k_filter (Eq. 5.6): keep the k largest logits of each row, the rest -> -inf.
+    """Exercise sampling.py::top_k_filter (Eq. 5.8): keep the k largest logits of each row, the rest -> -inf.
 
     logits: (B, V). Logits equal to the k-th largest are kept too (ties). k >= V keeps everything; k <= 0 raises
     ValueError. Example: [[1., 3., 2., 5.]], k=2 -> [[-inf, 3., -inf, 5.]].
@@ -26,7 +26,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Exercise sampling.py::top_p_filter (Eq. 5.7): keep the nucleus, the most likely tokens reaching mass p.
+    """Exercise sampling.py::top_p_filter (Eq. 5.9): keep the nucleus, the most likely tokens reaching mass p.
 
     logits: (B, V). In order of decreasing probability, a token is kept while the probability of the tokens *before*
     it is still below p; so the most likely token is always kept, and p = 1.0 keeps every token. p outside (0, 1]
