@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .attention import KVCache
 from .block import LayerNorm, TransformerBlock, activation
 from .config import IGNORE_INDEX, ModelConfig
+from .pretrained import load_hf_gpt2
 from .sampling import sample_next
 
 
@@ -172,8 +173,6 @@ class CausalLM(LanguageModel):
     @classmethod
     def from_pretrained(cls, path) -> "CausalLM":
         """Load a local Hugging Face GPT-2 checkpoint directory (no network); see pretrained.py."""
-        from .pretrained import load_hf_gpt2
-
         return load_hf_gpt2(cls, path)
 
 

@@ -1,7 +1,10 @@
 """The contract between the code and the lectures, checked without running the notebooks (that is
 `pytest --nbmake lectures/`, which CI runs too).
 
-- every `Eq. L.k` the code cites exists as `\\tag{L.k}` in lecture L;
+- every `Eq. L.k` the code cites exists as `\\tag{L.k}` in lecture L, and every tag of lectures 1.. is cited by the
+  code (lecture 0's overview equations excepted); tags rise within each notebook, in reading order;
+- the source code a stored output prints (`print(inspect.getsource(X))`) is today's source of X;
+- every file the project names (`minilm/x.py`, `lectures/x.ipynb`, `CONTRIBUTING.md`, ...) exists;
 - every module of minilm/ is named by some lecture;
 - every notebook was executed top to bottom, holds no error output, and imports only names that exist;
 - notebooks never redefine a name that minilm defines.
@@ -19,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = sorted((ROOT / "lectures").glob("[0-9][0-9]_*.ipynb"))
-CODE = sorted((ROOT / "minilm").glob("*.py")) + [ROOT / "train.py", ROOT / "finetune.py"]
+CODE = sorted((ROOT / "minilm").rglob("*.py")) + sorted(ROOT.glob("*.py"))  # the library and the scripts
 
 # "Eq. 3.2", "Eqs. 3.1-3.4", "Eq. 4.2/4.3", "Eqs. 6.2-6.5"
 CITATION = re.compile(r"Eqs?\.\s+(\d+)\.(\d+)(?:\s*[-/]\s*(?:(\d+)\.)?(\d+))?")
@@ -34,9 +37,14 @@ def _source(cell: dict) -> str:
     return src if isinstance(src, str) else "".join(src)
 
 
-def _tags(nb: Path) -> set[str]:
+def _tag_list(nb: Path) -> list[str]:
+    """The \\tag{L.k} numbers of a notebook's markdown, in reading order."""
     text = "\n".join(_source(c) for c in _cells(nb) if c["cell_type"] == "markdown")
-    return set(re.findall(r"\\tag\{(\d+\.\d+)\}", text))
+    return re.findall(r"\\tag\{(\d+\.\d+)\}", text)
+
+
+def _tags(nb: Path) -> set[str]:
+    return set(_tag_list(nb))
 
 
 def _cited() -> dict[str, set[str]]:
@@ -69,6 +77,85 @@ def test_every_cited_equation_is_tagged_in_its_lecture():
             missing.append(f"Eq. {eq} (cited in {', '.join(sorted(files))}) has no \\tag{{{eq}}} in "
                            f"{nb.name if nb else 'lecture ' + eq.split('.')[0]}")
     assert not missing, "\n".join(missing)
+
+
+def test_every_tagged_equation_is_computed_somewhere_in_the_code():
+    """A tag with no code line is an equation a reader cannot find; lecture 0's overview is exempt."""
+    cited = _cited()
+    uncited = [f"Eq. {tag} ({nb.name})" for nb in LECTURES if not nb.name.startswith("00_")
+               for tag in _tag_list(nb) if tag not in cited]
+    assert not uncited, f"tagged but cited by no code: {uncited}"
+
+
+@pytest.mark.parametrize("nb", LECTURES, ids=lambda p: p.name)
+def test_tags_rise_in_reading_order(nb):
+    numbers = [tuple(int(x) for x in tag.split(".")) for tag in _tag_list(nb)]
+    lecture = int(nb.stem.split("_")[0])
+    assert all(major == lecture for major, _ in numbers), f"{nb.name} tags an equation of another lecture: {numbers}"
+    assert numbers == sorted(set(numbers)), f"{nb.name} tags its equations out of order or twice: {numbers}"
+
+
+def _printed_sources(nb: Path):
+    """(expression, stored text) for every `print(inspect.getsource(EXPR))` in the notebook's code cells."""
+    for cell in _cells(nb):
+        if cell["cell_type"] != "code" or "getsource" not in _source(cell):
+            continue
+        stored = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        src = "\n".join(line for line in _source(cell).splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(src)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+                    and len(node.args) == 1 and isinstance(node.args[0], ast.Call)
+                    and ast.unparse(node.args[0].func) in ("inspect.getsource", "getsource")
+                    and re.fullmatch(r"[\w.]+", ast.unparse(node.args[0].args[0]))):  # a dotted name, not a loop variable
+                yield ast.unparse(node.args[0].args[0]), stored
+
+
+def _import_namespace(nb: Path) -> dict:
+    """The names a notebook imports (its import statements only, run from the repository root)."""
+    namespace: dict = {}
+    for cell in _cells(nb):
+        if cell["cell_type"] != "code":
+            continue
+        src = "\n".join(line for line in _source(cell).splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.parse(src).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                exec(compile(ast.Module([node], []), nb.name, "exec"), namespace)  # noqa: S102 (an import)
+    return namespace
+
+
+@pytest.mark.parametrize("nb", [nb for nb in LECTURES if "getsource" in nb.read_text(encoding="utf-8")],
+                         ids=lambda p: p.name)
+def test_printed_source_is_todays_source(nb, monkeypatch):
+    """A lecture that prints library code must show the code as it is now: re-execute it after changing the code."""
+    import inspect
+
+    monkeypatch.syspath_prepend(str(ROOT))  # the lectures import train / finetune from the repository root
+    namespace = _import_namespace(nb)
+    stale = []
+    for expression, stored in _printed_sources(nb):
+        today = inspect.getsource(eval(expression, namespace))  # noqa: S307 (a dotted name from the notebook)
+        if today.rstrip() not in stored:
+            stale.append(expression)
+    assert not stale, f"{nb.name} prints stale source of {stale}: re-execute it top to bottom"
+
+
+# Paths the project names in its prose and code: minilm/x.py, lectures/x.ipynb, tests/x.py, bench/x.py,
+# data/x/prepare.py, and top-level Markdown files such as CONTRIBUTING.md.
+NAMED_PATH = re.compile(r"(?<![\w./-])((?:minilm|lectures|tests|bench|data)/[\w./-]*\w\.(?:py|ipynb|md|json)|"
+                        r"(?:README|CONTRIBUTING)\.md)\b")
+
+
+def test_every_file_the_project_names_exists():
+    texts = [p for pattern in ("*.md", "*.py", "minilm/**/*.py", "lectures/**/*.py", "lectures/*.ipynb",
+                               "tests/**/*.py", "bench/*.py", "data/*/*.py", "lectures/exercises/*.md")
+             for p in ROOT.glob(pattern) if p != Path(__file__).resolve()]  # this file's examples are not paths
+    missing = set()
+    for path in texts:
+        for m in NAMED_PATH.finditer(path.read_text(encoding="utf-8")):
+            name = m.group(1)
+            if not (ROOT / name).exists() and not (path.parent / name).exists():
+                missing.add(f"{name} (named in {path.relative_to(ROOT)})")
+    assert not missing, f"named but missing: {sorted(missing)}"
 
 
 def test_the_citation_pattern_finds_ranges():
