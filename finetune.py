@@ -9,10 +9,10 @@
 
 "Pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin et al. 2019,
 https://arxiv.org/abs/1810.04805, section 4.1): the pretrained backbone is kept, its LM head is dropped, and a
-SequenceClassifier (minilm/classifier.py: pooling, Eq. 5.8, then dropout + linear, Eq. 5.9) is trained on the labels
+SequenceClassifier (minilm/classifier.py: pooling, Eq. 5.4, then dropout + linear, Eq. 5.5) is trained on the labels
 with a small learning rate. Read it top to bottom beside lectures/07_finetuning.ipynb: settings, data, model, then one
-`for epoch: for batch:` loop (Eq. 6.10 warmup + linear decay or Eq. 6.6 cosine -> forward/backward over grad_accum
-micro-batches -> Eq. 6.7 clipping -> AdamW, Eqs. 6.2-6.5 -> evaluation on dev, best checkpoint, early stopping),
+`for epoch: for batch:` loop (Eq. 6.7 warmup + linear decay or Eq. 6.6 cosine -> forward/backward over grad_accum
+micro-batches -> Eq. 6.8 clipping -> AdamW, Eqs. 6.2-6.5 -> evaluation on dev, best checkpoint, early stopping),
 then the report (Eqs. 7.1-7.6, minilm/metrics.py), a confusion-matrix PNG and test-set predictions.
 
 Inputs: a masked-LM backbone reads `[cls] text [sep]` and pools the [cls] state (or the mean); a causal backbone reads
@@ -37,10 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from minilm.checkpoint import (atomic_write_text, check_compatible, find_checkpoint, load_checkpoint,
-                               load_classifier, load_model, save_checkpoint)
+from minilm.checkpoint import (check_compatible, find_checkpoint, load_checkpoint, load_classifier, load_model,
+                               prepare_out_dir, read_metrics, save_checkpoint, write_metrics)
 from minilm.classifier import POOLINGS, SequenceClassifier
-from minilm.config import ModelConfig, OneLineParser, add_dataclass_args, dataclass_from_args, setting
+from minilm.cli import OneLineParser, add_dataclass_args, check_flags, dataclass_from_args, run_main, setting
+from minilm.config import ModelConfig
+from minilm.files import atomic_write_text
 from minilm.labelled import ClassificationBatches, read_labelled
 from minilm.metrics import classification_report, confusion_matrix, format_report
 from minilm.model import CausalLM, MaskedLM
@@ -76,7 +78,7 @@ class FinetuneSettings:
     dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
                          choices=["auto", "float32", "bfloat16", "float16"])
     compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
-    pooling: str = setting("auto", "sentence vector (Eq. 5.8): auto (cls for a masked LM, last for a causal LM), cls, "
+    pooling: str = setting("auto", "sentence vector (Eq. 5.4): auto (cls for a masked LM, last for a causal LM), cls, "
                            "mean or last", choices=["auto", *POOLINGS])
     head_dropout: float = setting(0.1, "dropout before the linear head (BERT: 0.1)")
     freeze_backbone: bool = setting(False, "train the head only (a linear probe); the backbone stays bit-identical")
@@ -90,7 +92,7 @@ class FinetuneSettings:
     grad_accum: int = setting(1, "micro-batches per optimizer step")
     lr: float = setting(5e-4, "peak learning rate")
     min_lr: float = setting(0.0, "learning rate at the end of the decay (BERT: 0)")
-    schedule: str = setting("linear", "decay after warmup: linear (Eq. 6.10, BERT) or cosine (Eq. 6.6)",
+    schedule: str = setting("linear", "decay after warmup: linear (Eq. 6.7, BERT) or cosine (Eq. 6.6)",
                             choices=["linear", "cosine"])
     warmup: float = setting(0.06, "warmup as a fraction of all optimizer steps (RoBERTa: 0.06)")
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay on >= 2-D weights (BERT: 0.01)")
@@ -129,37 +131,24 @@ def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:
 
 
 def check_settings(s: FinetuneSettings) -> None:
-    for name in ("epochs", "batch_size", "grad_accum", "log_interval"):
-        if getattr(s, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(s, name)}")
-    for name in ("max_train_rows", "max_len", "max_steps", "stop_after", "eval_interval", "patience",
-                 "weight_decay", "grad_clip", "min_lr"):
-        if getattr(s, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(s, name)}")
-    if not s.lr > 0 or s.min_lr > s.lr:
-        raise ValueError(f"need --lr > 0 and --min-lr <= --lr, got lr={s.lr}, min_lr={s.min_lr}")
-    if not 0 <= s.warmup < 1:
-        raise ValueError(f"--warmup is a fraction of the steps in [0, 1), got {s.warmup}")
-    if not 0 <= s.head_dropout < 1:
-        raise ValueError(f"--head-dropout must be in [0, 1), got {s.head_dropout}")
-    if not (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1):
-        raise ValueError(f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}")
-    if s.resume and s.overwrite:
-        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    check_flags(s, positive=["epochs", "batch_size", "grad_accum", "log_interval"],
+                non_negative=["max_train_rows", "max_len", "max_steps", "stop_after", "eval_interval", "patience",
+                              "weight_decay", "grad_clip", "min_lr"],
+                rules=[(s.lr > 0 and s.min_lr <= s.lr,
+                        f"need --lr > 0 and --min-lr <= --lr, got lr={s.lr}, min_lr={s.min_lr}"),
+                       (0 <= s.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {s.warmup}"),
+                       (0 <= s.head_dropout < 1, f"--head-dropout must be in [0, 1), got {s.head_dropout}"),
+                       (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1,
+                        f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}"),
+                       (not (s.resume and s.overwrite), "--resume and --overwrite contradict each other: pick one")])
 
 
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     settings, preset = parse_settings(argv)
-    try:
-        if settings.ckpt or settings.predict or settings.predict_file:
-            return predict(settings)
-        return finetune(settings, preset)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if settings.debug:
-            raise
-        print(f"finetune.py: error: {e}", file=sys.stderr)
-        return 1
+    predicting = settings.ckpt or settings.predict or settings.predict_file
+    return run_main("finetune.py", lambda: predict(settings) if predicting else finetune(settings, preset),
+                    settings.debug)
 
 
 # ------------------------------------------------------------------------------------------------------ model
@@ -179,7 +168,7 @@ def load_backbone(init: str, like: str = "", gpt2_ranks: str = "") -> tuple[torc
             raise ValueError("--init scratch needs --like DIR: the train.py run whose architecture and tokenizer "
                              "to copy (its weights are not used)")
         lm, tokenizer, meta = load_model(like)
-        model = type(lm)(lm.config)  # the same architecture, fresh GPT-2 initialisation (Eq. 5.4)
+        model = type(lm)(lm.config)  # the same architecture, fresh GPT-2 initialisation (Eq. 5.6)
         return model, tokenizer, f"random weights shaped like {like} ({meta['kind']})"
     if like:
         raise ValueError("--like only goes with --init scratch")
@@ -247,14 +236,15 @@ def has_column(path: Path, column: str) -> bool:
     return column in first.split("\t" if path.suffix.lower() == ".tsv" else ",")
 
 
-def make_batches(texts, labels, view, s: FinetuneSettings, max_len: int, shuffle: bool, what: str,
+def make_batches(texts, labels, inputs, s: FinetuneSettings, max_len: int, shuffle: bool, what: str,
                  device: str, batch_size: int | None = None) -> ClassificationBatches:
-    """ClassificationBatches, after reporting (or refusing, with --no-truncate) texts longer than max_len."""
-    batches = ClassificationBatches(texts, labels, view, batch_size or s.batch_size, max_len, shuffle=shuffle,
+    """ClassificationBatches, after reporting (or refusing, with --no-truncate) texts longer than max_len: the
+    boundary where a user's text meets the model's context (max_len <= max_seq_len, checked in setup)."""
+    batches = ClassificationBatches(texts, labels, inputs, batch_size or s.batch_size, max_len, shuffle=shuffle,
                                     seed=s.seed, device=device, bucket=50 if shuffle else 0)  # less padding
     if batches.n_truncated:
-        specials = (view.cls_id is not None) + (view.sep_id is not None)
-        first = next(i for i, t in enumerate(texts) if len(view.encode(t)) + specials > max_len)
+        specials = (inputs.cls_id is not None) + (inputs.sep_id is not None)
+        first = next(i for i, t in enumerate(texts) if len(inputs.encode(t)) + specials > max_len)
         if s.no_truncate:
             raise ValueError(f"{batches.n_truncated} of {len(texts)} {what} texts are longer than max_len={max_len} "
                              f"tokens (the first is row {first + 1}: {texts[first][:60]!r}...); drop --no-truncate "
@@ -286,55 +276,70 @@ def dev_metrics(probs: np.ndarray, y: list[int], names: list[str]) -> dict:
             "loss": float(-np.log(np.clip(p_true, 1e-12, None)).mean()), "report": report}
 
 
-# ------------------------------------------------------------------------------------------------------ fine-tuning
-def finetune(s: FinetuneSettings, preset: str) -> int:
-    check_settings(s)
-    t_begin = time.time()
+# ------------------------------------------------------------------------------------------------------ setup
+@dataclass
+class Run:
+    """Everything setup() builds and the loop uses; the loop's changing state lives in `loop_state` instead."""
+    s: FinetuneSettings
+    device: str
+    ctx: object  # the autocast context
+    out_dir: Path
+    source: str  # what the backbone came from (--init, or the resumed run's record of it)
+    config: ModelConfig
+    inputs: object  # what ClassificationBatches encodes with (input_view)
+    max_len: int
+    data: dict  # resolve_data(): files, columns, label set
+    names: list[str]  # display names of the labels, in class-id order
+    n_train: int  # training rows used
+    dev_y: list[int]
+    train_batches: ClassificationBatches
+    dev_batches: ClassificationBatches
+    raw_model: SequenceClassifier  # saved and evaluated; the compiled wrapper in `model` only trains
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    max_steps: int
+    run_meta: dict  # what every checkpoint records about the run
+
+
+def build_backbone(s: FinetuneSettings, ckpt_file: Path):
+    """(language model, tokenizer, source, checkpoint): from --init, or on --resume the shape ckpt.pt records (its
+    weights are loaded by resume()); checkpoint is ckpt.pt's (tensors, meta) on --resume, else None."""
+    if not s.resume:
+        return (*load_backbone(s.init, s.like, s.gpt2_ranks), None)
+    tensors, meta = load_checkpoint(ckpt_file)
+    if meta.get("kind") != "classifier":
+        raise ValueError(f"{ckpt_file} is not a finetune.py checkpoint (kind {meta.get('kind')!r})")
+    lm = (MaskedLM if meta["backbone_kind"] == "mlm" else CausalLM)(ModelConfig.from_dict(meta["model_config"]))
+    return lm, tokenizer_from_dict(meta["tokenizer"], s.gpt2_ranks or None), meta["init"], (tensors, meta)
+
+
+def setup(s: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
+    """Device, run directory, backbone + a fresh head, data and optimizer: (run, ckpt.pt's contents on --resume)."""
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
-    ctx = autocast_context(device, dtype)
     set_seed(s.seed)
-    out_dir = Path(s.out_dir)
-    ckpt_file = out_dir / "ckpt.pt"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} is a file, not a directory: choose another --out-dir")
-    if s.resume and not ckpt_file.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_file}; fine-tune without --resume first")
-    if not s.resume and not s.overwrite and ckpt_file.is_file():
-        raise ValueError(f"{out_dir} already holds a run ({ckpt_file}): pass --resume to continue it, --overwrite "
-                         f"to replace it, or choose another --out-dir")
-
-    # ---- model: backbone from --init (or, on --resume, the shape recorded in ckpt.pt) + a fresh head ---------------
-    old = None
-    if s.resume:
-        tensors, old = load_checkpoint(ckpt_file)
-        if old.get("kind") != "classifier":
-            raise ValueError(f"{ckpt_file} is not a finetune.py checkpoint (kind {old.get('kind')!r})")
-        config = ModelConfig.from_dict(old["model_config"])
-        lm = (MaskedLM if old["backbone_kind"] == "mlm" else CausalLM)(config)
-        tokenizer = tokenizer_from_dict(old["tokenizer"], s.gpt2_ranks or None)
-        source = old["init"]
-    else:
-        lm, tokenizer, source = load_backbone(s.init, s.like, s.gpt2_ranks)
-        config = lm.config
-    backbone_kind = "clm" if config.causal else "mlm"
-    view = input_view(tokenizer, config.causal)
+    out_dir = prepare_out_dir(s.out_dir, s.resume, s.overwrite, "fine-tune")
+    lm, tokenizer, source, checkpoint = build_backbone(s, out_dir / "ckpt.pt")
+    config = lm.config
+    inputs = input_view(tokenizer, config.causal)
     max_len = s.max_len or config.max_seq_len
     if max_len > config.max_seq_len:
         raise ValueError(f"--max-len {max_len} exceeds the model's context max_seq_len={config.max_seq_len}")
 
-    # ---- data ------------------------------------------------------------------------------------------------------
-    d = resolve_data(s)
-    tc, lc = d["text_column"], d["label_column"]
-    train_texts, train_y, labels = read_labelled(d["files"]["train"], tc, lc, d["labels"])
-    names = d["names"] or labels
+    data = resolve_data(s)
+    text_col, label_col = data["text_column"], data["label_column"]
+    train_texts, train_y, labels = read_labelled(data["files"]["train"], text_col, label_col, data["labels"])
+    names = data["names"] or labels
     if len(names) != len(labels):
         raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
     if s.max_train_rows:
         train_texts, train_y = train_texts[:s.max_train_rows], train_y[:s.max_train_rows]
-    dev_texts, dev_y, _ = read_labelled(d["files"]["dev"], tc, lc, labels)
-    train_batches = make_batches(train_texts, train_y, view, s, max_len, True, "train", device)
-    dev_batches = make_batches(dev_texts, dev_y, view, s, max_len, False, "dev", device, 2 * s.batch_size)
+    dev_texts, dev_y, _ = read_labelled(data["files"]["dev"], text_col, label_col, labels)
+    data["labels"] = labels
+    train_batches = make_batches(train_texts, train_y, inputs, s, max_len, True, "train", device)
+    dev_batches = make_batches(dev_texts, dev_y, inputs, s, max_len, False, "dev", device, 2 * s.batch_size)
 
     model = SequenceClassifier.from_lm(lm, len(labels), None if s.pooling == "auto" else s.pooling, s.head_dropout)
     if s.freeze_backbone:
@@ -342,106 +347,121 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
             p.requires_grad_(False)
     model.to(device)
     optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
-    scaler = make_grad_scaler(device, dtype)
     steps_per_epoch = math.ceil(len(train_batches) / s.grad_accum)
-    max_steps = min(s.max_steps or math.inf, s.epochs * steps_per_epoch)
-    warmup_steps = int(s.warmup * max_steps)
-    schedule = get_lr_linear if s.schedule == "linear" else get_lr  # Eq. 6.10 / Eq. 6.6
-    run_meta = {"kind": "classifier", "backbone_kind": backbone_kind, "model_config": config.to_dict(),
-                "tokenizer": tokenizer.to_dict(), "labels": labels, "label_names": names, "n_classes": len(labels),
-                "pooling": model.pooling, "head_dropout": s.head_dropout, "max_len": max_len,
+    run_meta = {"kind": "classifier", "backbone_kind": "clm" if config.causal else "mlm",
+                "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(), "labels": labels,
+                "label_names": names, "n_classes": len(labels), "pooling": model.pooling,
+                "head_dropout": s.head_dropout, "max_len": max_len,
                 "input_format": "text <eos>" if config.causal else "[cls] text [sep]", "init": source,
-                "text_column": tc, "label_column": lc, "preset": preset, "settings": dataclasses.asdict(s)}
-    step, best, bad_evals, records = 0, -math.inf, 0, []
-    if s.resume:
-        check_compatible(old, {k: run_meta[k] for k in ("model_config", "labels", "pooling", "max_len")})
-        model.load_state_dict(tensors["model"])
-        optimizer.load_state_dict(tensors["optimizer"])
-        scaler.load_state_dict(tensors["scaler"])
-        set_rng_state(tensors["rng"])  # dropout masks continue exactly
-        train_batches.load_state_dict(old["batches"])  # data order continues mid-epoch
-        if train_batches.position >= len(train_batches):  # saved at the end of an epoch: the next one starts
-            train_batches.load_state_dict({**old["batches"], "epoch": old["batches"]["epoch"] + 1, "position": 0})
-        step, best, bad_evals = old["step"], old["best"], old["bad_evals"]
-        path = out_dir / "metrics.jsonl"
-        records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-        records = [r for r in records if r["step"] <= step]  # drop lines written after the checkpoint
-        print(f"resuming {out_dir} at step {step}, epoch {train_batches.epoch} (best dev {s.metric} {best:.4f})")
+                "text_column": text_col, "label_column": label_col, "preset": preset, "settings": dataclasses.asdict(s)}
+    run = Run(s, device, autocast_context(device, dtype), out_dir, source, config, inputs, max_len, data, names,
+              len(train_texts), dev_y, train_batches, dev_batches, raw_model=model, model=model, optimizer=optimizer,
+              scaler=make_grad_scaler(device, dtype), steps_per_epoch=steps_per_epoch,
+              max_steps=min(s.max_steps or math.inf, s.epochs * steps_per_epoch), run_meta=run_meta)
+    return run, checkpoint
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+def resume(run: Run, checkpoint: tuple) -> tuple[dict, list[dict]]:
+    """(loop_state, metrics records) of the run in --out-dir; weights, optimizer, RNG and data order continue."""
+    tensors, meta = checkpoint
+    check_compatible(meta, {k: run.run_meta[k] for k in ("model_config", "labels", "pooling", "max_len")})
+    run.raw_model.load_state_dict(tensors["model"])
+    run.optimizer.load_state_dict(tensors["optimizer"])
+    run.scaler.load_state_dict(tensors["scaler"])
+    set_rng_state(tensors["rng"])  # dropout masks continue exactly
+    batches = run.train_batches
+    batches.load_state_dict(meta["batches"])  # data order continues mid-epoch
+    if batches.position >= len(batches):  # saved at the end of an epoch: the next one starts
+        batches.load_state_dict({**meta["batches"], "epoch": meta["batches"]["epoch"] + 1, "position": 0})
+    # checkpoints written before loop_state existed kept its fields at the top level of meta
+    loop_state = meta.get("loop_state") or {k: meta[k] for k in ("step", "best", "bad_evals")}
+    loop_state = {**loop_state, "last_saved": loop_state["step"]}
+    print(f"resuming {run.out_dir} at step {loop_state['step']}, epoch {batches.epoch} (best dev {run.s.metric} "
+          f"{loop_state['best']:.4f})")
+    return loop_state, read_metrics(run.out_dir, before_step=loop_state["step"] + 1)  # later lines are redone
+
+
+def save(run: Run, path: Path, loop_state: dict, full: bool, extra: dict) -> None:
+    tensors = {"model": run.raw_model.state_dict()}
+    if full:  # what an exact resume needs; best.pt only needs the weights
+        tensors.update(optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict(), rng=rng_state())
+    save_checkpoint(path, tensors, {**run.run_meta, **extra, "step": loop_state["step"], "loop_state": loop_state,
+                                    "batches": run.train_batches.state_dict()})
+
+
+def diverged(run: Run, loop_state: dict, what: str) -> ValueError:
+    good = (f"the last good checkpoint is {run.out_dir / 'ckpt.pt'} (step {loop_state['last_saved']})"
+            if loop_state["last_saved"] is not None else "no checkpoint was written yet")
+    return ValueError(f"{what} at step {loop_state['step']}: training diverged and nothing was saved; {good}. "
+                      f"Resume from it (or restart) with a lower --lr or a --grad-clip")
+
+
+def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> bool:
+    """Dev metrics, best.pt when they improve, ckpt.pt always; True when early stopping says stop."""
+    m = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
+    if not math.isfinite(m["loss"]):  # never overwrite a good checkpoint with diverged weights
+        raise diverged(run, loop_state, f"dev loss is {m['loss']}")
+    improved = m[run.s.metric] > loop_state["best"]
+    if improved:
+        loop_state.update(best=m[run.s.metric], bad_evals=0)
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("ckpt.pt", "best.pt", "metrics.jsonl"):  # temp files of a run killed mid-write
-        for stale in out_dir.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-    raw_model = model  # saved and evaluated; the compiled wrapper only trains
-    model = maybe_compile(model, s.compile, device)
+        loop_state["bad_evals"] += 1
+    step = loop_state["step"]
+    records.append({"step": step, "epoch": run.train_batches.epoch, "dev_loss": m["loss"],
+                    "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
+    gain = "best so far" if improved else f"no gain for {loop_state['bad_evals']} eval(s)"
+    print(f"step {step:>5} | dev loss {m['loss']:.4f} | accuracy {m['accuracy']:.4f} | macro F1 "
+          f"{m['macro_f1']:.4f} | {gain}")
+    if improved:
+        save(run, run.out_dir / "best.pt", loop_state, False, {"dev": {k: m[k] for k in ("accuracy", "macro_f1", "loss")}})
+    write_metrics(run.out_dir, records)  # before ckpt.pt: a crash between the two then loses no records on --resume
+    save(run, run.out_dir / "ckpt.pt", loop_state, True, {})
+    loop_state["last_saved"] = step
+    return run.s.patience > 0 and loop_state["bad_evals"] >= run.s.patience
 
-    def save(path: Path, full: bool, extra: dict) -> None:
-        tensors = {"model": raw_model.state_dict()}
-        if full:  # what an exact resume needs; best.pt only needs the weights
-            tensors.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng_state())
-        save_checkpoint(path, tensors, {**run_meta, **extra, "step": step, "best": best, "bad_evals": bad_evals,
-                                        "batches": train_batches.state_dict()})
 
-    def write_metrics() -> None:
-        atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+def train_mode(run: Run) -> None:
+    run.raw_model.train()
+    if run.s.freeze_backbone:
+        run.raw_model.backbone.eval()  # a linear probe reads fixed features: no dropout inside the frozen backbone
 
-    last_saved = step if s.resume else None  # the step of the ckpt.pt on disk, named when training diverges
 
-    def diverged(what: str) -> ValueError:
-        good = f"the last good checkpoint is {ckpt_file} (step {last_saved})" if last_saved is not None \
-            else "no checkpoint was written yet"
-        return ValueError(f"{what} at step {step}: training diverged and nothing was saved; {good}. "
-                          f"Resume from it (or restart) with a lower --lr or a --grad-clip")
-
-    def evaluate_and_checkpoint() -> bool:
-        """Dev metrics, best.pt when they improve, ckpt.pt always; True when early stopping says stop."""
-        nonlocal best, bad_evals, last_saved
-        m = dev_metrics(predict_proba(raw_model, dev_batches, ctx), dev_y, names)
-        if not math.isfinite(m["loss"]):  # never overwrite a good checkpoint with diverged weights
-            raise diverged(f"dev loss is {m['loss']}")
-        score = m[s.metric]
-        improved = score > best
-        if improved:
-            best, bad_evals = score, 0
-        else:
-            bad_evals += 1
-        records.append({"step": step, "epoch": train_batches.epoch, "dev_loss": m["loss"],
-                        "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
-        print(f"step {step:>5} | dev loss {m['loss']:.4f} | accuracy {m['accuracy']:.4f} | macro F1 "
-              f"{m['macro_f1']:.4f}{' | best so far' if improved else f' | no gain for {bad_evals} eval(s)'}")
-        if improved:
-            save(out_dir / "best.pt", False, {"dev": {k: m[k] for k in ("accuracy", "macro_f1", "loss")}})
-        write_metrics()  # before ckpt.pt: a crash between the two then loses no records on --resume
-        save(ckpt_file, True, {})
-        last_saved = step
-        return s.patience > 0 and bad_evals >= s.patience
-
+# ------------------------------------------------------------------------------------------------------ fine-tuning
+def finetune(s: FinetuneSettings, preset: str) -> int:
+    check_settings(s)
+    t_begin = time.time()
+    run, checkpoint = setup(s, preset)
+    # the loop's state, in one place and saved in every checkpoint (nanochat's loop_state)
+    loop_state, records = {"step": 0, "best": -math.inf, "bad_evals": 0, "last_saved": None}, []
+    if s.resume:
+        loop_state, records = resume(run, checkpoint)
+    raw_model, optimizer, scaler, batches = run.raw_model, run.optimizer, run.scaler, run.train_batches
+    run.model = model = maybe_compile(raw_model, s.compile, run.device)
+    warmup_steps, max_steps = int(s.warmup * run.max_steps), run.max_steps
+    schedule = get_lr_linear if s.schedule == "linear" else get_lr  # Eq. 6.7 / Eq. 6.6
     n_train_params = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
-    print(f"{source} | {backbone_kind} backbone, pooling {raw_model.pooling}, {len(labels)} classes {names} | "
-          f"{n_train_params / 1e6:.2f}M trainable parameters{' (backbone frozen)' if s.freeze_backbone else ''} | "
-          f"{device}, {str(dtype).split('.')[1]} | {len(train_texts):,} train / {len(dev_texts):,} dev rows | "
-          f"{max_steps} steps ({steps_per_epoch}/epoch)")
-
-    def train_mode() -> None:
-        raw_model.train()
-        if s.freeze_backbone:
-            raw_model.backbone.eval()  # a linear probe reads fixed features: no dropout inside the frozen backbone
+    print(f"{run.source} | {run.run_meta['backbone_kind']} backbone, pooling {raw_model.pooling}, {len(run.names)} "
+          f"classes {run.names} | {n_train_params / 1e6:.2f}M trainable parameters"
+          f"{' (backbone frozen)' if s.freeze_backbone else ''} | {run.device}, "
+          f"{str(resolve_dtype(s.dtype, run.device)).split('.')[1]} | {run.n_train:,} train / "
+          f"{len(run.dev_y):,} dev rows | {max_steps} steps ({run.steps_per_epoch}/epoch)")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
-    train_mode()
-    t_start, step_start = time.time(), step
-    stop = step >= max_steps
+    train_mode(run)
+    t_start, step_start = time.time(), loop_state["step"]
+    stop = loop_state["step"] >= max_steps
     loss_sum, micro = 0.0, 0
-    for epoch in range(train_batches.epoch, s.epochs):
+    for epoch in range(batches.epoch, s.epochs):
         if stop:
             break
-        n_batches = len(train_batches)
-        for idx, mask, y in train_batches:  # resumes mid-epoch where the checkpoint left off
-            lr = schedule(step, s.lr, s.min_lr, warmup_steps, max_steps)  # Eq. 6.10 (or 6.6)
-            with ctx:
-                _, loss = model(idx, mask, y)  # Eq. 5.9: cross-entropy of the head's logits
+        n_batches = len(batches)
+        for idx, mask, y in batches:  # resumes mid-epoch where the checkpoint left off
+            lr = schedule(loop_state["step"], s.lr, s.min_lr, warmup_steps, max_steps)  # Eq. 6.7 (or 6.6)
+            with run.ctx:
+                _, loss = model(idx, mask, y)  # Eq. 5.5: cross-entropy of the head's logits
             # the last group of an epoch may hold fewer micro-batches: average over what it holds
-            group = min(s.grad_accum, n_batches - (train_batches.position - 1 - micro))
+            group = min(s.grad_accum, n_batches - (batches.position - 1 - micro))
             scaler.scale(loss / group).backward()
             loss_sum += float(loss.detach())
             micro += 1
@@ -449,63 +469,69 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
                 continue
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            if s.grad_clip > 0:  # Eq. 6.7, on the true (unscaled) gradients
+            if s.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
                 clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
             scaler.step(optimizer)  # Eqs. 6.2-6.5
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             loss_value, loss_sum, micro = loss_sum / group, 0.0, 0
-            step += 1
+            loop_state["step"] += 1
+            step = loop_state["step"]
             if not math.isfinite(loss_value):
-                raise diverged(f"loss is {loss_value}")
+                raise diverged(run, loop_state, f"loss is {loss_value}")
             records.append({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr})
             if step % s.log_interval == 0:
                 elapsed = time.time() - t_start
                 eta = (max_steps - step) * elapsed / max(step - step_start, 1)
                 print(f"step {step:>5} | epoch {epoch} | loss {loss_value:.4f} | lr {lr:.2e} | "
                       f"{format_eta(elapsed)} elapsed, {format_eta(eta)} left")
-            end_of_epoch = train_batches.position >= n_batches
+            # once in a while, at the end of an epoch and at the end: evaluate on dev and checkpoint
+            end_of_epoch = batches.position >= n_batches
             stop = step >= max_steps or (s.stop_after > 0 and step == s.stop_after)
             if (s.eval_interval and step % s.eval_interval == 0) or end_of_epoch or stop:
-                stop = evaluate_and_checkpoint() or stop
-                train_mode()
+                stop = evaluate_and_checkpoint(run, loop_state, records) or stop
+                train_mode(run)
             if stop:
                 break
-    write_metrics()
-    train_time = time.time() - t_start
-    if s.stop_after and step == s.stop_after and step < max_steps:
-        print(f"stopped at step {step} (--stop-after); continue with --resume")
+    write_metrics(run.out_dir, records)
+    if s.stop_after and loop_state["step"] == s.stop_after and loop_state["step"] < max_steps:
+        print(f"stopped at step {loop_state['step']} (--stop-after); continue with --resume")
         return 0
+    report(run, loop_state, time.time() - t_start, t_begin)
+    return 0
 
-    # ---- the report: best.pt on dev (and test), confusion matrix, test predictions ------------------------------------
-    model, _, best_meta = load_classifier(out_dir / "best.pt", device, s.gpt2_ranks or None)
-    dev_probs = predict_proba(model, dev_batches, ctx)
+
+def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> None:
+    """best.pt on dev (and test): report.json, a confusion-matrix PNG, dev and test predictions."""
+    s, out_dir, names, data = run.s, run.out_dir, run.names, run.data
+    model, _, best_meta = load_classifier(out_dir / "best.pt", run.device, s.gpt2_ranks or None)
+    dev_probs = predict_proba(model, run.dev_batches, run.ctx)
     dev_pred = dev_probs.argmax(axis=1)
-    report = {"dev": classification_report(np.asarray(dev_y), dev_pred, names), "best_step": best_meta["step"],
-              "metric": s.metric, "init": source, "backbone_kind": backbone_kind, "pooling": raw_model.pooling,
-              "train_rows": len(train_texts), "steps": step, "train_time_s": train_time,
-              "total_time_s": time.time() - t_begin}
-    print(f"\nbest checkpoint: step {best_meta['step']} (dev {s.metric} {best:.4f}); dev report:")
-    print(format_report(report["dev"], digits=4))
-    write_predictions(out_dir / "dev_predictions.tsv", dev_probs, names, dev_y)
-    plot_confusion_matrix(confusion_matrix(np.asarray(dev_y), dev_pred, len(names)), names,
+    summary = {"dev": classification_report(np.asarray(run.dev_y), dev_pred, names), "best_step": best_meta["step"],
+               "metric": s.metric, "init": run.source, "backbone_kind": run.run_meta["backbone_kind"],
+               "pooling": run.raw_model.pooling, "train_rows": run.n_train, "steps": loop_state["step"],
+               "train_time_s": train_time, "total_time_s": time.time() - t_begin}
+    print(f"\nbest checkpoint: step {best_meta['step']} (dev {s.metric} {loop_state['best']:.4f}); dev report:")
+    print(format_report(summary["dev"], digits=4))
+    write_predictions(out_dir / "dev_predictions.tsv", dev_probs, names, run.dev_y)
+    plot_confusion_matrix(confusion_matrix(np.asarray(run.dev_y), dev_pred, len(names)), names,
                           out_dir / "confusion_matrix.png", title="dev confusion matrix")
-    if "test" in d["files"]:
-        path = d["files"]["test"]
-        labelled = has_column(path, lc)
-        test_texts, test_y, _ = read_labelled(path, tc, lc if labelled else None, labels if labelled else None)
-        test_probs = predict_proba(model, make_batches(test_texts, test_y, view, s, max_len, False, "test", device,
-                                                       2 * s.batch_size), ctx)
+    if "test" in data["files"]:
+        path, text_col, label_col = data["files"]["test"], data["text_column"], data["label_column"]
+        labelled = has_column(path, label_col)
+        test_texts, test_y, _ = read_labelled(path, text_col, label_col if labelled else None,
+                                              data["labels"] if labelled else None)
+        test_probs = predict_proba(model, make_batches(test_texts, test_y, run.inputs, s, run.max_len, False, "test",
+                                                       run.device, 2 * s.batch_size), run.ctx)
         write_predictions(out_dir / "predictions.tsv", test_probs, names, test_y)
         if labelled:
-            report["test"] = classification_report(np.asarray(test_y), test_probs.argmax(axis=1), names)
-            print("test report:\n" + format_report(report["test"], digits=4))
+            summary["test"] = classification_report(np.asarray(test_y), test_probs.argmax(axis=1), names)
+            print("test report:\n" + format_report(summary["test"], digits=4))
         print(f"wrote {out_dir / 'predictions.tsv'}: {len(test_texts):,} test predictions")
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
+    atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
     print(f"done in {format_eta(time.time() - t_begin)} (training {format_eta(train_time)}): dev accuracy "
-          f"{report['dev']['accuracy']:.4f}, macro F1 {report['dev']['macro avg']['f1-score']:.4f}; "
+          f"{summary['dev']['accuracy']:.4f}, macro F1 {summary['dev']['macro avg']['f1-score']:.4f}; "
           f"{out_dir}/report.json, confusion_matrix.png, best.pt")
-    return 0
 
 
 def write_predictions(path: Path, probs: np.ndarray, names: list[str], y=None) -> None:
@@ -537,8 +563,11 @@ def predict(s: FinetuneSettings) -> int:
             texts = [line.strip() for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
             if not texts:
                 raise ValueError(f"--predict-file {path} has no text lines")
-    view = input_view(tokenizer, model.config.causal)
-    batches = make_batches(texts, None, view, s, meta["max_len"], False, "input", device)
+    if meta["max_len"] > model.config.max_seq_len:
+        raise ValueError(f"{s.ckpt}: max_len {meta['max_len']} exceeds the model's context "
+                         f"max_seq_len={model.config.max_seq_len}; the checkpoint is damaged")
+    batches = make_batches(texts, None, input_view(tokenizer, model.config.causal), s, meta["max_len"], False,
+                           "input", device)
     probs = predict_proba(model, batches, autocast_context(device, resolve_dtype(s.dtype, device)))
     names = meta["label_names"]
     for text, p in zip(texts, probs):

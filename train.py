@@ -8,7 +8,7 @@
 
 Read it top to bottom beside lectures/06_training.ipynb: settings, data, model, optimizer, then one `for step` loop
 (Eq. 6.6 learning rate -> evaluation and checkpoint -> forward/backward over grad_accum micro-batches ->
-Eq. 6.7 clipping -> AdamW step, Eqs. 6.2-6.5) and, at the end, samples from the model.
+Eq. 6.8 clipping -> AdamW step, Eqs. 6.2-6.5) and, at the end, samples from the model.
 Shared pieces (schedule, optimizer groups, mixed precision, checkpoint files) come from minilm/training.py and
 minilm/checkpoint.py; this file prints, the library only returns.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import io
-import json
 import math
 import os
 import sys
@@ -27,12 +27,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from minilm.checkpoint import atomic_write_text, check_compatible, load_checkpoint, save_checkpoint
-from minilm.config import ModelConfig, OneLineParser, add_dataclass_args, dataclass_from_args, setting
-from minilm.data import get_causal_batch, get_mlm_batch, get_mlm_document_batch, load_documents, load_meta, load_split
+from minilm.checkpoint import (check_compatible, load_checkpoint, prepare_out_dir, read_metrics, save_checkpoint,
+                               write_metrics)
+from minilm.cli import OneLineParser, add_dataclass_args, check_flags, dataclass_from_args, run_main, setting
+from minilm.config import IGNORE_INDEX, ModelConfig
+from minilm.data import (get_causal_batch, get_mlm_batch, get_mlm_document_batch, load_documents, load_meta,
+                         load_split, mask_tokens)
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_loss_curves
 from minilm.tokenizer import tokenizer_from_dict
@@ -136,26 +142,17 @@ def parse_settings(argv=None) -> tuple[TrainSettings, ModelConfig | dict, str]:
 
 
 def check_settings(s: TrainSettings) -> None:
-    positive = ["max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
-                "sample_tokens"]
-    for name in positive:
-        if getattr(s, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(s, name)}")
-    if not s.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {s.lr}")
-    if not 0 <= s.min_lr <= s.lr:
-        raise ValueError(f"--min-lr must be in [0, lr={s.lr}], got {s.min_lr}")
-    if not 0 <= s.warmup_iters <= s.max_iters:
-        raise ValueError(f"--warmup-iters must be in [0, max_iters={s.max_iters}], got {s.warmup_iters}")
-    for name in ("weight_decay", "grad_clip", "max_minutes", "samples", "stop_after"):
-        if getattr(s, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(s, name)}")
-    if not (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1):
-        raise ValueError(f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}")
-    if not 0 < s.mask_prob < 1:
-        raise ValueError(f"--mask-prob must be in (0, 1), got {s.mask_prob}")
-    if s.resume and s.overwrite:
-        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    check_flags(s, positive=["max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters",
+                             "log_interval", "sample_tokens"],
+                non_negative=["weight_decay", "grad_clip", "max_minutes", "samples", "stop_after"],
+                rules=[(s.lr > 0, f"--lr must be > 0, got {s.lr}"),
+                       (0 <= s.min_lr <= s.lr, f"--min-lr must be in [0, lr={s.lr}], got {s.min_lr}"),
+                       (0 <= s.warmup_iters <= s.max_iters,
+                        f"--warmup-iters must be in [0, max_iters={s.max_iters}], got {s.warmup_iters}"),
+                       (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1,
+                        f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}"),
+                       (0 < s.mask_prob < 1, f"--mask-prob must be in (0, 1), got {s.mask_prob}"),
+                       (not (s.resume and s.overwrite), "--resume and --overwrite contradict each other: pick one")])
 
 
 def find_data(data: str) -> Path:
@@ -167,13 +164,13 @@ def find_data(data: str) -> Path:
         return path
     default = ROOT / "data" / "shakespeare_char"
     if path.resolve() == default.resolve():
-        sys.path.insert(0, str(default))
-        from prepare import main as prepare_char  # data/shakespeare_char/prepare.py
-
+        spec = importlib.util.spec_from_file_location("shakespeare_char_prepare", default / "prepare.py")
+        prepare_char = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(prepare_char)
         print("Tiny Shakespeare is not prepared yet: preparing it (download ~1 MB)...")
         errors = io.StringIO()
         with contextlib.redirect_stderr(errors):  # its error goes into ours: one line, not two
-            status = prepare_char([])
+            status = prepare_char.main([])
         if status != 0:
             reason = errors.getvalue().strip().splitlines()[-1].removeprefix("error: ") if errors.getvalue() else "?"
             raise FileNotFoundError(f"could not prepare Tiny Shakespeare ({reason}). Offline, run: python "
@@ -183,61 +180,57 @@ def find_data(data: str) -> Path:
                             f"python data/<name>/prepare.py --out-dir {data}")
 
 
-def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} is a file, not a directory: choose another --out-dir")
-    ckpt = out_dir / "ckpt.pt"
-    if resume and not ckpt.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; train without --resume first "
-                                f"(or point --out-dir at the run to continue)")
-    if not resume and not overwrite and ckpt.is_file():
-        raise ValueError(f"{out_dir} already holds a run ({ckpt}): pass --resume to continue it, --overwrite to "
-                         f"replace it, or choose another --out-dir")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # e.g. a parent is a file, or no permission
-        raise ValueError(f"cannot create --out-dir {out_dir} ({e.strerror}): choose another --out-dir") from None
-    for name in ("ckpt.pt", "best.pt", "metrics.jsonl", "loss.png"):  # temp files of a run killed mid-write
-        for stale in out_dir.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise ValueError(f"--out-dir {out_dir} is not writable: choose another --out-dir")
+# ------------------------------------------------------------------------------------------------------ setup
+@dataclass
+class Run:
+    """Everything setup() builds and the loop uses; the loop's changing state lives in `loop_state` instead."""
+    s: TrainSettings
+    ddp: bool
+    rank: int
+    world: int
+    device: str
+    dtype: torch.dtype
+    ctx: object  # the autocast context (Eq. 6.9's mixed precision)
+    data_dir: Path
+    tokenizer: object
+    train_data: object  # np.memmap of token ids
+    val_data: object
+    config: ModelConfig
+    get_batch: Callable  # get_batch(split, generator) -> the model's arguments
+    out_dir: Path
+    raw_model: torch.nn.Module  # saved and evaluated; the compiled / DDP wrappers in `model` only train
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_gen: torch.Generator  # the training batches' random stream, saved in ckpt.pt
+    run_meta: dict  # what every checkpoint records about the run
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    def say(self, *args) -> None:  # only one process prints
+        if self.master:
+            print(*args)
 
 
-# ------------------------------------------------------------------------------------------------------ main
-def main(argv=None) -> int:
-    settings, model_overrides, preset = parse_settings(argv)
-    try:
-        return train(settings, model_overrides, preset)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if settings.debug:
-            raise
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 1
-
-
-def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
-    check_settings(s)
-    # ---- distributed data parallel (torchrun sets RANK / WORLD_SIZE); a single process otherwise -------------
+def setup_distributed(s: TrainSettings) -> tuple[bool, int, int, str]:
+    """(ddp, rank, world size, device): torchrun sets RANK / WORLD_SIZE; a single process otherwise."""
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
     device = resolve_device(s.device)
     if ddp:
-        import torch.distributed as dist
-
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
         if s.grad_accum % world:
             raise ValueError(f"--grad-accum {s.grad_accum} must be divisible by the number of processes {world}")
-    master = rank == 0
-    say = print if master else (lambda *a, **k: None)
-    dtype = resolve_dtype(s.dtype, device)
-    ctx = autocast_context(device, dtype)
-    set_seed(s.seed)
+    return ddp, rank, world, device
 
-    # ---- data --------------------------------------------------------------------------------------------------
+
+def load_data(s: TrainSettings, model_overrides: dict, device: str):
+    """(data_dir, tokenizer, train_data, val_data, config, get_batch), after checking the data fits the model."""
     data_dir = find_data(s.data)
     meta = load_meta(data_dir)
     tokenizer = tokenizer_from_dict(meta["tokenizer"])
@@ -247,7 +240,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     for split in ("train", "val"):
         if meta["counts"].get(split) == 0:
             raise ValueError(f"{data_dir}/{split}.bin is empty (0 tokens): re-run prepare.py with more text")
-    train_data, val_data = load_split(data_dir, "train"), load_split(data_dir, "val")
+    splits = {split: load_split(data_dir, split) for split in ("train", "val")}
     if model_overrides.get("vocab_size", meta["vocab_size"]) != meta["vocab_size"]:
         raise ValueError(f"--vocab-size {model_overrides['vocab_size']} differs from the dataset's "
                          f"{meta['vocab_size']}: leave it out (it comes from {data_dir}/meta.json)")
@@ -255,10 +248,10 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     if (s.objective == "clm") != config.causal:
         raise ValueError(f"--objective {s.objective} needs --causal {s.objective == 'clm'}")
     T = config.max_seq_len
-    docs = {split: load_documents(data_dir, split) for split in ("train", "val")} if s.mlm_documents else None
+    docs = {split: load_documents(data_dir, split) for split in splits} if s.mlm_documents else None
 
     def get_batch(split: str, generator: torch.Generator) -> tuple:
-        data = train_data if split == "train" else val_data
+        data = splits[split]
         if s.objective == "clm":
             return get_causal_batch(data, s.batch_size, T, generator, device)  # (x, y)
         if s.mlm_documents:  # (inputs, targets, attention_mask): model(inputs, targets, attention_mask)
@@ -266,94 +259,146 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                                           s.mask_prob)
         return get_mlm_batch(data, s.batch_size, T, generator, tokenizer, device, s.mask_prob)  # (inputs, targets)
 
-    for split, data in (("train", train_data), ("val", val_data)):  # fail now, before any file is written
+    for split, data in splits.items():  # fail now, before any file is written
         if len(data) < T + 1:
             raise ValueError(f"the {split} split of {data_dir} has {len(data):,} tokens, too few for one window of "
                              f"--max-seq-len {T} (+1): lower --max-seq-len or prepare more data")
         get_batch(split, torch.Generator().manual_seed(0))
+    return data_dir, tokenizer, splits["train"], splits["val"], config, get_batch
 
-    # ---- model, optimizer, checkpoint state -----------------------------------------------------------------------
+
+def setup(s: TrainSettings, model_overrides: dict, preset: str) -> Run:
+    """Devices, data, model, optimizer and the run directory: everything before the loop."""
+    ddp, rank, world, device = setup_distributed(s)
+    dtype = resolve_dtype(s.dtype, device)
+    ctx = autocast_context(device, dtype)
+    set_seed(s.seed)
+    data_dir, tokenizer, train_data, val_data, config, get_batch = load_data(s, model_overrides, device)
     out_dir = Path(s.out_dir)
-    if master:
-        check_out_dir(out_dir, s.resume, s.overwrite)
+    if rank == 0:
+        prepare_out_dir(out_dir, s.resume, s.overwrite, "train")
     model = (CausalLM if s.objective == "clm" else MaskedLM)(config).to(device)
     optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
-    scaler = make_grad_scaler(device, dtype)
-    train_gen = torch.Generator().manual_seed(s.seed)  # every process draws the same stream (see the DDP note)
-    run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": meta["tokenizer"],
+    run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(),
                 "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(s)}
-    start_step, best_val, records, last_saved = 0, math.inf, [], None  # last_saved: step of the ckpt.pt on disk
+    return Run(s, ddp, rank, world, device, dtype, ctx, data_dir, tokenizer, train_data, val_data, config,
+               get_batch, out_dir, raw_model=model, model=model, optimizer=optimizer,
+               scaler=make_grad_scaler(device, dtype),
+               train_gen=torch.Generator().manual_seed(s.seed),  # every process draws the same stream (DDP note)
+               run_meta=run_meta)
+
+
+def wrap_model(run: Run) -> torch.nn.Module:
+    """The model the loop trains: compiled (--compile) and wrapped for DDP; run.raw_model stays the plain one."""
+    model = maybe_compile(run.raw_model, run.s.compile, run.device)
+    if run.ddp:
+        model = DDP(model, device_ids=[int(run.device.split(":")[1])] if run.device.startswith("cuda") else None)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+def resume(run: Run) -> tuple[dict, list[dict]]:
+    """(loop_state, metrics records) of the run in --out-dir; model, optimizer and RNGs continue exactly."""
+    tensors, meta = load_checkpoint(run.out_dir / "ckpt.pt")
+    check_compatible(meta, {"kind": run.s.objective, "model_config": run.config.to_dict()})
+    run.raw_model.load_state_dict(tensors["model"])
+    run.optimizer.load_state_dict(tensors["optimizer"])
+    run.scaler.load_state_dict(tensors["scaler"])
+    set_rng_state(tensors["rng"], {"train": run.train_gen})
+    # checkpoints written before loop_state existed kept its fields at the top level of meta
+    loop_state = meta.get("loop_state") or {"step": meta["step"], "best_val_loss": meta["best_val_loss"]}
+    loop_state = {**loop_state, "last_saved": loop_state["step"]}
+    run.say(f"resuming {run.out_dir} at step {loop_state['step']} (best val loss so far "
+            f"{loop_state['best_val_loss']:.4f})")
+    return loop_state, read_metrics(run.out_dir, before_step=loop_state["step"])  # later lines are redone
+
+
+def save(run: Run, path: Path, loop_state: dict, val_loss: float, full: bool) -> None:
+    tensors = {"model": run.raw_model.state_dict()}
+    if full:  # what an exact resume needs; best.pt only needs the weights
+        tensors.update(optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict(),
+                       rng=rng_state({"train": run.train_gen}))
+    save_checkpoint(path, tensors, {**run.run_meta, "step": loop_state["step"], "val_loss": val_loss,
+                                    "loop_state": loop_state})
+
+
+def diverged(run: Run, loop_state: dict, what: str) -> ValueError:
+    where = (f"The last good checkpoint is {run.out_dir / 'ckpt.pt'} (step {loop_state['last_saved']}); resume "
+             f"from it" if loop_state["last_saved"] is not None else "No checkpoint was saved; start again")
+    return ValueError(f"{what} at step {loop_state['step']}: training diverged. {where} with a lower --lr or "
+                      f"--grad-clip")
+
+
+def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict], lr: float, t_start: float) -> None:
+    """Losses on fixed batches (comparable across evaluations), best.pt when val improves, metrics, ckpt.pt, plot."""
+    losses = {split: evaluate(run.raw_model, lambda sp=split, g=torch.Generator().manual_seed(1): run.get_batch(sp, g),
+                              run.s.eval_iters, run.ctx) for split in ("train", "val")}
+    step = loop_state["step"]
+    run.say(f"step {step:>5} | eval: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    if not all(math.isfinite(v) for v in losses.values()):  # never overwrite a good checkpoint with NaNs
+        raise diverged(run, loop_state, f"the evaluation loss is {losses['val']} (val), {losses['train']} (train)")
+    if not all(bool(torch.isfinite(p).all()) for p in run.raw_model.parameters()):
+        raise diverged(run, loop_state, "the weights hold NaN or inf")
+    if run.master:
+        records.append({"step": step, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
+                        "time_s": time.time() - t_start})
+        if losses["val"] < loop_state["best_val_loss"]:
+            loop_state["best_val_loss"] = losses["val"]
+            save(run, run.out_dir / "best.pt", {**loop_state, "last_saved": step}, losses["val"], full=False)
+        write_metrics(run.out_dir, records)  # before ckpt.pt: a run killed in between keeps every record up to it
+        save(run, run.out_dir / "ckpt.pt", {**loop_state, "last_saved": step}, losses["val"], full=True)
+        plot_loss_curves(records, run.out_dir / "loss.png")
+    loop_state["last_saved"] = step
+
+
+def global_loss(run: Run, loss_sum) -> float:
+    """The mean micro-batch loss of the whole global batch (DDP: averaged over processes, not this one's share)."""
+    if run.ddp:
+        loss_sum = torch.as_tensor(loss_sum, device=run.device)
+        dist.all_reduce(loss_sum)
+        loss_sum = loss_sum / run.world
+    return float(loss_sum) / (run.s.grad_accum // run.world)
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    settings, model_overrides, preset = parse_settings(argv)
+    return run_main("train.py", lambda: train(settings, model_overrides, preset), settings.debug)
+
+
+def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
+    check_settings(s)
+    run = setup(s, model_overrides, preset)
+    # the loop's state, in one place and saved in every checkpoint (nanochat's loop_state)
+    loop_state, records = {"step": 0, "best_val_loss": math.inf, "last_saved": None}, []
     if s.resume:
-        tensors, old = load_checkpoint(out_dir / "ckpt.pt")
-        check_compatible(old, {"kind": s.objective, "model_config": config.to_dict()})
-        model.load_state_dict(tensors["model"])
-        optimizer.load_state_dict(tensors["optimizer"])
-        scaler.load_state_dict(tensors["scaler"])
-        set_rng_state(tensors["rng"], {"train": train_gen})
-        start_step, best_val, last_saved = old["step"], old["best_val_loss"], old["step"]
-        records = [r for r in _read_metrics(out_dir) if r["step"] < start_step]  # drop lines past the checkpoint
-        say(f"resuming {out_dir} at step {start_step} (best val loss so far {best_val:.4f})")
-    raw_model = model  # saved and evaluated; the compiled / DDP wrappers only train
-    model = maybe_compile(model, s.compile, device)
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(model, device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)
-
-    def save(path: Path, step: int, val_loss: float, full: bool) -> None:
-        tensors = {"model": raw_model.state_dict()}
-        if full:  # what an exact resume needs; best.pt only needs the weights
-            tensors.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                           rng=rng_state({"train": train_gen}))
-        save_checkpoint(path, tensors, {**run_meta, "step": step, "val_loss": val_loss, "best_val_loss": best_val})
-
-    def write_metrics() -> None:
-        atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-
-    def diverged(what: str, step: int) -> ValueError:
-        where = (f"The last good checkpoint is {out_dir / 'ckpt.pt'} (step {last_saved}); resume from it"
-                 if last_saved is not None else "No checkpoint was saved; start again")
-        return ValueError(f"{what} at step {step}: training diverged. {where} with a lower --lr or --grad-clip")
-
-    local_accum = s.grad_accum // world
+        loop_state, records = resume(run)
+    run.model = model = wrap_model(run)
+    raw_model, optimizer, scaler, T = run.raw_model, run.optimizer, run.scaler, run.config.max_seq_len
+    local_accum = s.grad_accum // run.world
     tokens_per_step = s.batch_size * T * s.grad_accum
     flops_token = raw_model.flops_per_token(T) if s.objective == "clm" else raw_model.flops_per_token(T, s.mask_prob)
-    peak = peak_flops(device, dtype)
-    say(f"{s.objective} | {raw_model.num_params() / 1e6:.2f}M parameters | {device}, {str(dtype).split('.')[1]}"
-        f"{', compiled' if model is not raw_model and not ddp else ''}{f', DDP x{world}' if ddp else ''} | "
-        f"{tokens_per_step:,} tokens/step | {data_dir} ({len(train_data):,} train tokens)")
+    peak = peak_flops(run.device, run.dtype)
+    run.say(f"{s.objective} | {raw_model.num_params() / 1e6:.2f}M parameters | {run.device}, "
+            f"{str(run.dtype).split('.')[1]}{', compiled' if model is not raw_model and not run.ddp else ''}"
+            f"{f', DDP x{run.world}' if run.ddp else ''} | {tokens_per_step:,} tokens/step | {run.data_dir} "
+            f"({len(run.train_data):,} train tokens)")
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
-    t_start = time.time()
+    t_start, start_step = time.time(), loop_state["step"]
     interval_start, interval_steps = time.perf_counter(), 0  # tokens/s counts training steps only, not evals
-    step = start_step
     for step in range(start_step, s.max_iters + 1):
+        loop_state["step"] = step
         lr = get_lr(step, s.lr, s.min_lr, s.warmup_iters, s.max_iters)  # Eq. 6.6
         for group in optimizer.param_groups:
             group["lr"] = lr
         out_of_time = s.max_minutes > 0 and time.time() - t_start > 60 * s.max_minutes
         last = step == s.max_iters or out_of_time or (s.stop_after > 0 and step == s.stop_after)
 
-        if step % s.eval_interval == 0 or last:  # evaluate on fixed batches, so evaluations are comparable
+        # once in a while (and at the end): evaluate, keep the best weights, checkpoint, plot
+        if step % s.eval_interval == 0 or last:
             t_eval = time.perf_counter()
-            losses = {split: evaluate(raw_model, lambda sp=split, g=torch.Generator().manual_seed(1): get_batch(sp, g),
-                                      s.eval_iters, ctx) for split in ("train", "val")}
-            record = {"step": step, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
-                      "time_s": time.time() - t_start}
-            say(f"step {step:>5} | eval: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            if not all(math.isfinite(v) for v in losses.values()):  # never overwrite a good checkpoint with NaNs
-                raise diverged(f"the evaluation loss is {losses['val']} (val), {losses['train']} (train)", step)
-            if not all(bool(torch.isfinite(p).all()) for p in raw_model.parameters()):
-                raise diverged("the weights hold NaN or inf", step)
-            if master:
-                records.append(record)
-                if losses["val"] < best_val:
-                    best_val = losses["val"]
-                    save(out_dir / "best.pt", step, losses["val"], full=False)
-                write_metrics()  # before ckpt.pt: a run killed in between still has every record up to the ckpt
-                save(out_dir / "ckpt.pt", step, losses["val"], full=True)  # the latest, for --resume
-                plot_loss_curves(records, out_dir / "loss.png")
-            last_saved = step
+            evaluate_and_checkpoint(run, loop_state, records, lr, t_start)
             interval_start += time.perf_counter() - t_eval
         if last:
             break
@@ -361,58 +406,54 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
         # forward / backward over the micro-batches; gradients add up (Eq. 6.1 averaged over grad_accum)
         loss_sum = 0.0
         for micro in range(s.grad_accum):
-            batch = get_batch("train", train_gen)
-            if micro % world != rank:  # DDP: every process draws every micro-batch, keeps its own share,
+            batch = run.get_batch("train", run.train_gen)
+            if micro % run.world != run.rank:  # DDP: every process draws every micro-batch, keeps its own share,
                 continue  # so N processes see exactly the data one process would
-            sync = (micro // world) == local_accum - 1  # DDP: all-reduce gradients on the last micro-step only
-            with (model.no_sync() if ddp and not sync else nullcontext()), ctx:
+            sync = (micro // run.world) == local_accum - 1  # DDP: all-reduce gradients on the last micro-step only
+            with (model.no_sync() if run.ddp and not sync else nullcontext()), run.ctx:
                 _, loss = model(*batch)
             loss_sum += loss.detach()
             scaler.scale(loss / local_accum).backward()
-        if s.grad_clip > 0:  # Eq. 6.7, on the true (unscaled) gradients
+        if s.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
             clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
         scaler.step(optimizer)  # Eqs. 6.2-6.5 (skipped by the scaler if fp16 gradients overflowed)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         interval_steps += 1
 
+        # once in a while: the training loss, throughput, MFU and time left
         if (step + 1) % s.log_interval == 0 or step + 1 == s.max_iters:
-            if ddp:  # report the loss of the whole global batch, not just this process's share
-                loss_sum = torch.as_tensor(loss_sum, device=device)
-                dist.all_reduce(loss_sum)
-                loss_sum = loss_sum / world
-            loss_value = float(loss_sum) / local_accum
+            loss_value = global_loss(run, loss_sum)
             if not math.isfinite(loss_value):
-                raise diverged(f"the training loss is {loss_value}", step)
+                raise diverged(run, loop_state, f"the training loss is {loss_value}")
             rate = interval_steps * tokens_per_step / (time.perf_counter() - interval_start)  # float() above synced
             interval_start, interval_steps = time.perf_counter(), 0
             m = mfu(flops_token, rate, peak)
             elapsed = time.time() - t_start
             eta = (s.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
-            say(f"step {step:>5} | loss {loss_value:.4f} | lr {lr:.2e} | {rate:,.0f} tok/s"
-                f"{f' | MFU {100 * m:.1f}%' if m is not None else ''} | {format_eta(elapsed)} elapsed, "
-                f"{format_eta(eta)} left")
-            if master:
+            run.say(f"step {step:>5} | loss {loss_value:.4f} | lr {lr:.2e} | {rate:,.0f} tok/s"
+                    f"{f' | MFU {100 * m:.1f}%' if m is not None else ''} | {format_eta(elapsed)} elapsed, "
+                    f"{format_eta(eta)} left")
+            if run.master:
                 records.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": rate})
-
-    # ---- the end: a whole-split validation loss and what the model learned ------------------------------------------
-    if master:
-        write_metrics()
-        say(f"done: {step} steps in {format_eta(time.time() - t_start)}; best val loss {best_val:.4f}; "
-            f"checkpoints in {out_dir} (ckpt.pt latest, best.pt best)")
-        if s.objective == "clm":
-            say(f"val loss over the whole val split ({len(val_data):,} tokens): "
-                f"{full_split_loss(raw_model, val_data, T, s.batch_size, device, ctx):.4f}")
-        if s.samples:
-            show_samples(raw_model, tokenizer, s, device, ctx, val_data)
-    if ddp:
-        dist.destroy_process_group()
+    finish(run, loop_state, records, time.time() - t_start)
     return 0
 
 
-def _read_metrics(out_dir: Path) -> list[dict]:
-    path = out_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+def finish(run: Run, loop_state: dict, records: list[dict], elapsed: float) -> None:
+    """The end: the metrics file, a whole-split validation loss and what the model learned."""
+    s = run.s
+    if run.master:
+        write_metrics(run.out_dir, records)
+        run.say(f"done: {loop_state['step']} steps in {format_eta(elapsed)}; best val loss "
+                f"{loop_state['best_val_loss']:.4f}; checkpoints in {run.out_dir} (ckpt.pt latest, best.pt best)")
+        if s.objective == "clm":
+            run.say(f"val loss over the whole val split ({len(run.val_data):,} tokens): "
+                    f"{full_split_loss(run.raw_model, run.val_data, run.config.max_seq_len, s.batch_size, run.device, run.ctx):.4f}")
+        if s.samples:
+            show_samples(run.raw_model, run.tokenizer, s, run.device, run.ctx, run.val_data)
+    if run.ddp:
+        dist.destroy_process_group()
 
 
 @torch.no_grad()
@@ -446,18 +487,16 @@ def show_samples(model, tokenizer, s: TrainSettings, device: str, ctx, val_data)
                 out = model.generate(idx, s.sample_tokens, temperature=0.8, top_k=200, generator=gen)
             print(f"--- sample {i + 1} " + "-" * 60 + "\n" + tokenizer.decode(out[0].tolist()))
         return
-    from minilm.data import mask_tokens
-
     T = min(model.config.max_seq_len, 48)
     for i in range(s.samples):
         start = i * len(val_data) // max(s.samples, 1)
         x = torch.from_numpy(val_data[start:start + T].astype("int64"))[None]  # (1, T)
         inputs, targets = mask_tokens(x, tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids,
-                                      torch.Generator().manual_seed(i), mask_prob=0.15)
+                                      torch.Generator().manual_seed(i), mask_prob=s.mask_prob)
         with torch.no_grad(), ctx:
             logits, _ = model(inputs.to(device))
         guess = logits.argmax(-1)[0].cpu()
-        where = (targets[0] != -100).nonzero().flatten().tolist()
+        where = (targets[0] != IGNORE_INDEX).nonzero().flatten().tolist()
         print(f"--- masked example {i + 1} " + "-" * 52)
         print("input:  " + tokenizer.decode([t for t in inputs[0].tolist()]))
         for p in where:

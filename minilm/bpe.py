@@ -13,10 +13,12 @@ special tokens, JSON save/load, and a fast encoder through `tiktoken`.
     Eq. 1.2   merge step    (a*, b*) = argmax_{(a, b)} c(a, b);  new id t = 256 + k;  w <- merge(w, (a*, b*), t)
     Eq. 1.3   encoding      repeatedly merge the adjacent pair whose bytes have the lowest rank (tiktoken's rule)
 
-Efficiency: training works on *unique* chunks with their counts n(w), keeps the pair counts of Eq. 1.1
-up to date incrementally (only chunks that contain the merged pair are touched), and picks the argmax of
-Eq. 1.2 with a heap whose stale entries are skipped. Ties are broken by the smallest pair of ids, so
-training is deterministic.
+Two trainers learn the same merges in the same order (tested equal on Tiny Shakespeare):
+`train_bpe_naive` is the loop to read first (as minbpe's basic.py: count every pair, merge the most frequent,
+repeat); `train_bpe`, the one the tokenizer uses, keeps the pair counts of Eq. 1.1 up to date incrementally
+(only chunks that contain the merged pair are touched) and picks the argmax of Eq. 1.2 with a heap whose stale
+entries are skipped. Both work on *unique* chunks with their counts n(w) and break ties by the smallest pair
+of ids, so training is deterministic.
 
 Pre-split: the exact GPT-2 pattern (tiktoken's `r50k_base`), which needs Unicode classes (\\p{L}, \\p{N})
 that Python's `re` lacks; we use the `regex` module, which tiktoken itself depends on (so it is always
@@ -65,8 +67,39 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
+def train_bpe_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> list[tuple[int, int]]:
+    """Eq. 1.1-1.2 as plainly as they can be written: count the pairs, merge the most frequent, repeat.
+
+    One round on the chunk ids = [1, 2, 3, 1, 2]: get_pair_counts -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}; the most
+    frequent pair (1, 2) becomes token 256: merge(ids, (1, 2), 256) -> [256, 3, 256]; the next round counts again.
+    Every round recounts every chunk, so it is slow on a large text; `train_bpe` returns the same merges faster.
+    """
+    if vocab_size < 256:
+        raise ValueError(f"vocab_size must be >= 256 (the byte alphabet), got {vocab_size}")
+    chunk_counts = Counter(pre_split(text, pattern))  # each distinct chunk once, with its count n(w)
+    words = {chunk: list(chunk.encode("utf-8")) for chunk in chunk_counts}  # its ids, merged as we go
+    token_bytes = [bytes([b]) for b in range(256)]
+    merges: list[tuple[int, int]] = []
+    while len(token_bytes) < vocab_size:
+        counts: dict[tuple[int, int], int] = {}
+        for chunk, n in chunk_counts.items():
+            get_pair_counts(words[chunk], counts, n)  # Eq. 1.1
+        # a pair whose bytes are already a token (reachable through another split) cannot become a second one
+        candidates = [p for p in counts if token_bytes[p[0]] + token_bytes[p[1]] not in token_bytes]
+        if not candidates:
+            break
+        pair = min(candidates, key=lambda p: (-counts[p], p))  # Eq. 1.2: the most frequent; ties: smallest ids
+        if counts[pair] < 2:
+            break  # a pair seen once: nothing left worth learning
+        merges.append(pair)
+        token_bytes.append(token_bytes[pair[0]] + token_bytes[pair[1]])
+        words = {chunk: merge(ids, pair, len(token_bytes) - 1) for chunk, ids in words.items()}
+    return merges
+
+
 def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> list[tuple[int, int]]:
-    """Learn `vocab_size - 256` merges on `text`; merge k creates token id 256 + k.
+    """Learn `vocab_size - 256` merges on `text`; merge k creates token id 256 + k. The fast twin of
+    `train_bpe_naive`: the same merges, with pair counts updated incrementally instead of recounted.
 
     Returns the merges in the order learned. Stops early (fewer merges) if no pair occurs twice any more.
     A pair whose concatenated bytes already exist as a token (possible, rarely, via another split such as
@@ -107,20 +140,20 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> 
         known.add(new_bytes)
         changed: set[tuple[int, int]] = set()
         for w in sorted(where.pop(pair)):
-            old, n = words[w], freqs[w]
-            new = merge(old, pair, new_id)
-            for p in zip(old, old[1:]):  # remove this chunk's old pairs from Eq. 1.1 ...
+            before, n = words[w], freqs[w]
+            after = merge(before, pair, new_id)
+            for p in zip(before, before[1:]):  # remove this chunk's old pairs from Eq. 1.1 ...
                 pair_counts[p] -= n
                 changed.add(p)
-            for p in zip(new, new[1:]):  # ... and add its new ones
+            for p in zip(after, after[1:]):  # ... and add its new ones
                 pair_counts[p] = pair_counts.get(p, 0) + n
                 changed.add(p)
-            for p in set(zip(old, old[1:])) - set(zip(new, new[1:])):
+            for p in set(zip(before, before[1:])) - set(zip(after, after[1:])):
                 if p in where:
                     where[p].discard(w)
-            for p in zip(new, new[1:]):
+            for p in zip(after, after[1:]):
                 where.setdefault(p, set()).add(w)
-            words[w] = new
+            words[w] = after
         for p in changed:
             c = pair_counts.get(p, 0)
             if c > 0:

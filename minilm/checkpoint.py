@@ -1,4 +1,4 @@
-"""Checkpoint files and atomic writes: everything a run needs to resume, in one file that cannot run code.
+"""Checkpoint files and run directories: everything a run needs to resume, in one file that cannot run code.
 
 A checkpoint is one torch.save archive holding a dict:
     {"format": "minilm-checkpoint", "version": 1, "meta": "<JSON string>", "tensors": {...nested state dicts...}}
@@ -6,8 +6,9 @@ A checkpoint is one torch.save archive holding a dict:
 everything else (config, step, best val loss, tokenizer) as JSON text, so no Python object is ever pickled.
 Files are loaded with torch.load(weights_only=True), which refuses any pickle that would import or call code
 (a checkpoint from the internet is a program otherwise: https://pytorch.org/docs/stable/generated/torch.load.html).
-Every write goes to a temporary file in the same directory, is flushed and fsynced, then os.replace'd over the
-target, so a crash mid-write leaves the previous file intact (rename is atomic on POSIX and Windows).
+Every write goes through minilm/files.py's atomic_write (temporary file, fsync, rename), so a crash mid-write leaves
+the previous file intact. A run directory (train.py's and finetune.py's --out-dir) holds ckpt.pt (the latest),
+best.pt (the best so far) and metrics.jsonl; `prepare_out_dir`, `read_metrics` and `write_metrics` handle it.
 
 Explained in lectures/06_training.ipynb. Left out on purpose: sharded checkpoints, safetensors export, keeping the
 last k checkpoints (train.py keeps the latest and the best).
@@ -18,55 +19,22 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
-from typing import Any, BinaryIO, Callable
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from minilm import files
+from minilm.classifier import SequenceClassifier
+from minilm.config import ModelConfig
+from minilm.model import CausalLM, MaskedLM, Transformer
+from minilm.tokenizer import tokenizer_from_dict
 
 FORMAT = "minilm-checkpoint"
 VERSION = 1
 CHECKPOINT_NAME = "ckpt.pt"  # the file name inside a run directory (nanoGPT's out_dir/ckpt.pt)
 _SAFE_LEAVES = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> str:
-    """Write through `write(f)` into a temp file next to `path`, fsync, rename over `path`; clean up on any error."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass  # some filesystems refuse fsync on directories; the rename is still atomic
-        finally:
-            os.close(dir_fd)
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
-    """Replace `path` with `data` atomically; returns the path."""
-    return _atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> str:
-    """Replace `path` with `text` atomically; returns the path."""
-    return atomic_write_bytes(path, text.encode(encoding))
 
 
 def _check_tensors(obj: Any, where: str) -> None:
@@ -100,7 +68,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict, meta: dict) -> str:
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
     payload = {"format": FORMAT, "version": VERSION, "meta": meta_json, "tensors": tensors}
-    return _atomic_write(_resolve(path), lambda f: torch.save(payload, f))
+    return files.atomic_write(_resolve(path), lambda f: torch.save(payload, f))
 
 
 def _verify_crc(path: str) -> None:
@@ -205,10 +173,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     The model class comes from meta["kind"] ("clm" -> CausalLM, "mlm" -> MaskedLM), its shape from
     meta["model_config"], and the tokenizer from meta["tokenizer"], so a checkpoint is all one needs.
     """
-    from .config import ModelConfig
-    from .model import CausalLM, MaskedLM
-    from .tokenizer import tokenizer_from_dict
-
     file = find_checkpoint(path)
     tensors, meta = load_checkpoint(file, map_location=device)
     classes = {"clm": CausalLM, "mlm": MaskedLM}
@@ -229,11 +193,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 def load_classifier(path: str | os.PathLike, device: str = "cpu", gpt2_ranks_path: str | os.PathLike | None = None):
     """(SequenceClassifier, tokenizer, meta) from a finetune.py checkpoint (a file, or a run directory: best.pt
     first). meta holds label_names, pooling, max_len and input_format ("[cls] text [sep]" or "text <eos>")."""
-    from .classifier import SequenceClassifier
-    from .config import ModelConfig
-    from .model import Transformer
-    from .tokenizer import tokenizer_from_dict
-
     file = find_checkpoint(path)
     tensors, meta = load_checkpoint(file, map_location=device)
     needed = ("model_config", "tokenizer", "n_classes", "pooling", "label_names")
@@ -247,3 +206,40 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu", gpt2_ranks_pat
     except RuntimeError as e:
         raise ValueError(f"{file}: weights do not fit the classifier its metadata describes ({_first_line(e)})") from None
     return model.to(device).eval(), tokenizer_from_dict(meta["tokenizer"], gpt2_ranks_path), meta
+
+
+# ---------------------------------------------------------------------------------------------- run directories
+def prepare_out_dir(out_dir: str | os.PathLike, resume: bool, overwrite: bool, verb: str = "train") -> Path:
+    """Check a script's --out-dir against --resume / --overwrite, create it, and delete the temporary files of a
+    run killed mid-write. `verb` names the script's action in the messages ("train", "fine-tune")."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {out_dir} is a file, not a directory: choose another --out-dir")
+    ckpt = out_dir / CHECKPOINT_NAME
+    if resume and not ckpt.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; {verb} without --resume first "
+                                f"(or point --out-dir at the run to continue)")
+    if not resume and not overwrite and ckpt.is_file():
+        raise ValueError(f"{out_dir} already holds a run ({ckpt}): pass --resume to continue it, --overwrite to "
+                         f"replace it, or choose another --out-dir")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a parent is a file, or no permission
+        raise ValueError(f"cannot create --out-dir {out_dir} ({e.strerror}): choose another --out-dir") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f"--out-dir {out_dir} is not writable: choose another --out-dir")
+    for stale in out_dir.glob(".*.tmp"):  # minilm/files.py's temporary files, left by a run killed mid-write
+        stale.unlink(missing_ok=True)
+    return out_dir
+
+
+def read_metrics(out_dir: str | os.PathLike, before_step: int) -> list[dict]:
+    """The records of `out_dir`/metrics.jsonl logged before `before_step` (later ones are redone on --resume)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [r for r in records if r["step"] < before_step]
+
+
+def write_metrics(out_dir: str | os.PathLike, records: list[dict]) -> None:
+    """Replace `out_dir`/metrics.jsonl with `records`, one JSON object per line."""
+    files.atomic_write_text(Path(out_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))

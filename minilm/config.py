@@ -1,9 +1,10 @@
-"""Model configuration: one typed dataclass, validated, plus the argparse bridge the scripts share.
+"""Model configuration: one typed dataclass, validated where it is built.
 
 `ModelConfig` holds every number that fixes the *shape* of a Transformer (Vaswani et al. 2017,
 https://arxiv.org/abs/1706.03762, section 3) and the few switches that choose between textbook variants
 (exact vs tanh GELU, weight tying, hand-written vs fused attention). Training settings (learning rate,
-batch size, ...) are not here: they live in a dataclass at the top of each script.
+batch size, ...) are not here: they live in a dataclass at the top of each script, whose fields
+minilm/cli.py turns into --flags.
 
 Left out on purpose: rotary / ALiBi positions, grouped-query attention, mixture of experts.
 Explained in lectures/00_overview.ipynb (notation and shape legend) and lectures/05_model.ipynb.
@@ -11,9 +12,7 @@ Explained in lectures/00_overview.ipynb (notation and shape legend) and lectures
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import typing
 from dataclasses import dataclass, field, fields
 
 # One label for "no loss here", shared by the data pipeline and every head: PyTorch's cross_entropy default.
@@ -23,7 +22,7 @@ IGNORE_INDEX = -100
 @dataclass
 class ModelConfig:
     vocab_size: int = field(default=65, metadata={"help": "V: number of token ids (65 = Tiny Shakespeare's characters)"})
-    max_seq_len: int = field(default=256, metadata={"help": "T_max: longest sequence the learned position table covers"})
+    max_seq_len: int = field(default=256, metadata={"help": "T: longest sequence the learned position table covers (the context length)"})
     d_model: int = field(default=128, metadata={"help": "D: width of the residual stream"})
     n_heads: int = field(default=4, metadata={"help": "H: attention heads; d_head = D / H"})
     n_layers: int = field(default=4, metadata={"help": "number of Transformer blocks"})
@@ -85,74 +84,3 @@ class ModelConfig:
 
 def _divisors(n: int) -> list[int]:
     return [k for k in range(1, min(n, 64) + 1) if n % k == 0]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# dataclass <-> argparse: every field of a settings dataclass becomes a --flag, its comment-derived help text
-# comes from the `help` metadata or the field name. Scripts use this so that --help lists every setting.
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _parse_optional_int(text: str) -> int | None:
-    if text.lower() in ("none", "null", ""):
-        return None
-    return int(text)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (the usage block stays in --help)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def setting(default, help: str, **kw):
-    """A settings-dataclass field whose help text (and choices, if given) become its --flag's help."""
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None,
-                       group_title: str | None = None) -> None:
-    """Add one `--field-name` option per dataclass field; defaults are None so presets can fill the gaps."""
-    target = parser.add_argument_group(group_title) if group_title else parser
-    hints = typing.get_type_hints(cls)
-    helps = helps or {}
-    for f in fields(cls):
-        hint = hints[f.name]
-        origin = typing.get_origin(hint)
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else hint
-        if base is bool:
-            kind, metavar = _parse_bool, "{true,false}"
-        elif base is int:
-            kind, metavar = (_parse_optional_int if args else int), "INT"
-        elif base is float:
-            kind, metavar = float, "FLOAT"
-        else:
-            kind, metavar = str, "STR"
-        default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(f.name, f.metadata.get("help", f.name.replace("_", " ")))
-        choices = f.metadata.get("choices")
-        extra = {"nargs": "?", "const": True} if base is bool else {}  # `--resume` alone means true
-        target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                            metavar=None if choices else metavar, choices=choices,
-                            help=f"{text} (default: {default})".replace("%", "%%"), **extra)
-
-
-def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None = None):
-    """Build `cls` from preset values `base` overridden by every flag the user actually gave."""
-    values = dict(base or {})
-    for f in fields(cls):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            values[f.name] = value
-    return cls(**values)

@@ -14,8 +14,8 @@ Datasets of separate documents (IMDB reviews) also have `<split>_docs.bin`: int6
   token with prob. 0.1, and stays unchanged with prob. 0.1; targets are IGNORE_INDEX outside M.
   Batches are packed windows that start with [cls] (`get_mlm_batch`) or one document per row, padded, with an
   attention mask (`get_mlm_document_batch`).
-Labelled text for fine-tuning (`read_labelled`, `ClassificationBatches`) lives in minilm/labelled.py and is
-re-exported here.
+Labelled text for fine-tuning (`read_labelled`, `ClassificationBatches`) lives in minilm/labelled.py, which pads
+its rows with `pad_rows` from here.
 
 Randomness comes from a CPU `torch.Generator` the caller owns (its state is a tensor a checkpoint can save).
 Left out on purpose: BERT's next-sentence prediction, whole-word masking, dynamic padding buckets.
@@ -25,14 +25,13 @@ Explained in lectures/02_data.ipynb.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from minilm.config import IGNORE_INDEX
-from minilm.labelled import ClassificationBatches, read_labelled  # noqa: F401  (re-exported)
+from minilm.files import atomic_write, atomic_write_text
 
 META = "meta.json"
 
@@ -42,20 +41,11 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
 
 
-def _atomic_write_bytes(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        arr.tofile(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_tokens(data_dir, splits: dict, tokenizer, documents: dict | None = None, extra: dict | None = None) -> dict:
     """Write `<split>.bin` for each split (and `<split>_docs.bin` (n, 2) int64 (start, end) spans), then meta.json.
 
-    `splits` maps a split name to a 1-D array of token ids. Every file is written to a temporary name and
-    renamed into place; meta.json goes last, so a crash never leaves a meta.json describing missing data.
+    `splits` maps a split name to a 1-D array of token ids. Every file is written atomically (minilm/files.py);
+    meta.json goes last, so a crash never leaves a meta.json describing missing data.
     Returns the meta dict.
     """
     data_dir = Path(data_dir)
@@ -70,19 +60,17 @@ def write_tokens(data_dir, splits: dict, tokenizer, documents: dict | None = Non
             raise ValueError(f"split {split!r}: expected a 1-D array of token ids, got shape {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= V):
             raise ValueError(f"split {split!r}: ids must lie in [0, {V}), got [{ids.min()}, {ids.max()}]")
-        _atomic_write_bytes(data_dir / f"{split}.bin", ids.astype(dtype))
+        atomic_write(data_dir / f"{split}.bin", ids.astype(dtype).tofile)
         meta["counts"][split] = int(ids.size)
     for split, spans in (documents or {}).items():
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
         n = meta["counts"].get(split)
         if n is None or (spans.size and (spans.min() < 0 or spans.max() > n or (spans[:, 1] < spans[:, 0]).any())):
             raise ValueError(f"documents for split {split!r} must be (start, end) spans inside its {n} tokens")
-        _atomic_write_bytes(data_dir / f"{split}_docs.bin", spans)
+        atomic_write(data_dir / f"{split}_docs.bin", spans.tofile)
         meta["documents"][split] = int(len(spans))
     meta.update(extra or {})
-    tmp = data_dir / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    os.replace(tmp, data_dir / META)
+    atomic_write_text(data_dir / META, json.dumps(meta, indent=1))
     return meta
 
 
@@ -133,15 +121,16 @@ def to_device(t: torch.Tensor, device) -> torch.Tensor:
 
 def _random_windows(data: np.ndarray, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
     if len(data) < length + 1:
-        raise ValueError(f"split has {len(data)} tokens, too few for windows of {length} (+1): lower block_size")
+        raise ValueError(f"split has {len(data)} tokens, too few for windows of {length} (+1): use a shorter "
+                         f"max_seq_len or more data")
     starts = torch.randint(len(data) - length, (batch_size,), generator=generator).tolist()
-    return torch.from_numpy(np.stack([data[s : s + length].astype(np.int64) for s in starts]))  # (B, length)
+    return torch.from_numpy(np.stack([data[i : i + length].astype(np.int64) for i in starts]))  # (B, length)
 
 
-def get_causal_batch(data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator,
+def get_causal_batch(data: np.ndarray, batch_size: int, max_seq_len: int, generator: torch.Generator,
                      device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows for Eq. 2.1-2.2: x = data[i : i+T], y = data[i+1 : i+T+1], both (B, T) int64."""
-    xy = _random_windows(data, batch_size, block_size + 1, generator)  # (B, T+1)
+    """Random windows for Eq. 2.1-2.2: x = data[i : i+T], y = data[i+1 : i+T+1], both (B, T), T = max_seq_len."""
+    xy = _random_windows(data, batch_size, max_seq_len + 1, generator)  # (B, T+1)
     x, y = xy[:, :-1], xy[:, 1:]  # (B, T) each; y is x shifted left by one
     return to_device(x.contiguous(), device), to_device(y.contiguous(), device)
 
@@ -177,9 +166,9 @@ def _mlm_ids(tokenizer) -> dict:
     return {"mask_id": tokenizer.mask_id, "vocab_size": tokenizer.vocab_size, "special_ids": tokenizer.special_ids}
 
 
-def get_mlm_batch(data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator, tokenizer,
+def get_mlm_batch(data: np.ndarray, batch_size: int, max_seq_len: int, generator: torch.Generator, tokenizer,
                   device="cpu", mask_prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
-    """Packed windows for Eq. 2.3: random (B, T) windows of the token stream, masked by Eq. 2.4.
+    """Packed windows for Eq. 2.3: random (B, T) windows of the token stream (T = max_seq_len), masked by Eq. 2.4.
 
     When the tokenizer has a [cls] token, every row is [cls] followed by T-1 tokens of the stream, as every BERT
     input starts with [CLS] (Devlin et al., section 3): fine-tuning reads `[cls] text [sep]`, so the token it puts
@@ -187,11 +176,11 @@ def get_mlm_batch(data: np.ndarray, batch_size: int, block_size: int, generator:
     """
     cls_id = tokenizer.cls_id
     if cls_id is None:
-        x = _random_windows(data, batch_size, block_size, generator)  # (B, T)
+        x = _random_windows(data, batch_size, max_seq_len, generator)  # (B, T)
     else:
-        if block_size < 2:
-            raise ValueError(f"block_size={block_size} leaves no room for text after [cls]")
-        body = _random_windows(data, batch_size, block_size - 1, generator)  # (B, T-1)
+        if max_seq_len < 2:
+            raise ValueError(f"max_seq_len={max_seq_len} leaves no room for text after [cls]")
+        body = _random_windows(data, batch_size, max_seq_len - 1, generator)  # (B, T-1)
         x = torch.cat([torch.full((batch_size, 1), cls_id, dtype=body.dtype), body], dim=1)  # (B, T)
     inputs, targets = mask_tokens(x, generator=generator, mask_prob=mask_prob, **_mlm_ids(tokenizer))
     return to_device(inputs, device), to_device(targets, device)
@@ -208,16 +197,22 @@ def get_document_batch(data: np.ndarray, documents: np.ndarray, doc_indices, max
     if room < 1:
         raise ValueError(f"max_len={max_len} leaves no room for text after the special tokens")
     rows = []
-    for d in doc_indices:
-        start, end = (int(v) for v in documents[int(d)])
+    for doc in doc_indices:
+        start, end = (int(v) for v in documents[int(doc)])
         body = data[start : min(end, start + room)].astype(np.int64).tolist()
         rows.append(([cls_id] if cls_id is not None else []) + body + ([sep_id] if sep_id is not None else []))
-    T = max(len(r) for r in rows)
+    return pad_rows(rows, pad_id)
+
+
+def pad_rows(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad rows of token ids (lists or 1-D arrays) to the longest: CPU (idx, attention_mask), both (B, T)
+    int64, attention_mask 1 on real tokens and 0 on padding."""
+    T = max(len(row) for row in rows)
     idx = torch.full((len(rows), T), pad_id, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (B, T)
-    for b, r in enumerate(rows):
-        idx[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-        attention_mask[b, : len(r)] = 1
+    for b, row in enumerate(rows):
+        idx[b, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        attention_mask[b, : len(row)] = 1
     return idx, attention_mask
 
 
@@ -232,38 +227,3 @@ def get_mlm_document_batch(data: np.ndarray, documents: np.ndarray, batch_size: 
     inputs, targets = mask_tokens(idx, generator=generator, mask_prob=mask_prob, attention_mask=attention_mask,
                                   **_mlm_ids(tokenizer))
     return to_device(inputs, device), to_device(targets, device), to_device(attention_mask, device)
-
-
-# ---- downloads for data/<name>/prepare.py (the scripts print; these only return or raise) ----
-
-def sha256_file(path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch(url: str, dest, sha256: str | None = None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest` (atomically) unless a copy with the right sha256 is already there."""
-    import urllib.request
-    dest = Path(dest)
-    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    offline = "download it elsewhere and pass --source PATH to continue offline"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            for block in iter(lambda: r.read(1 << 20), b""):
-                f.write(block)
-    except OSError as e:  # URLError, HTTPError, timeouts and socket errors are all OSErrors
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"could not download {url} ({getattr(e, 'reason', e)}); {offline}") from None
-    got = sha256_file(tmp)
-    if sha256 is not None and got != sha256:
-        tmp.unlink()
-        raise ValueError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; {offline}")
-    os.replace(tmp, dest)
-    return dest

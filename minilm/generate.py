@@ -4,7 +4,7 @@
         --temperature 0.8 --top-k 200 --top-p 0.95 --seed 0
 
 The checkpoint carries the model config and the tokenizer, so nothing else is needed. Decoding rules (temperature,
-top-k, top-p) are in sampling.py and CausalLM.generate (Eqs. 5.5-5.7, lectures/05_model.ipynb); the KV cache that
+top-k, top-p) are in sampling.py and CausalLM.generate (Eqs. 5.7-5.9, lectures/05_model.ipynb); the KV cache that
 makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb).
 """
 
@@ -16,9 +16,9 @@ import sys
 
 import torch
 
-from .checkpoint import load_model
-from .config import OneLineParser
-from .training import autocast_context, resolve_device, resolve_dtype
+from minilm.checkpoint import load_model
+from minilm.cli import OneLineParser, run_main
+from minilm.training import autocast_context, resolve_device, resolve_dtype
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
@@ -56,28 +56,26 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", help="auto, float32, bfloat16 or float16 (default: float32)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     args = p.parse_args(argv)
-    try:
-        if args.max_new_tokens < 0 or args.num_samples < 1 or args.top_k < 0:
-            raise ValueError("--max-new-tokens and --top-k must be >= 0 and --num-samples >= 1")
-        device = resolve_device(args.device)
-        ctx = autocast_context(device, resolve_dtype(args.dtype, device))
-        model, tokenizer, meta = load_model(args.ckpt, device)
-        if meta["kind"] != "clm":
-            raise ValueError(f"{args.ckpt} holds a {meta['kind']} model; generation needs a causal LM "
-                             f"(train.py --objective clm)")
-        prompt = args.prompt
-        if args.prompt_file:
-            if not os.path.isfile(args.prompt_file):
-                raise FileNotFoundError(f"--prompt-file {args.prompt_file} does not exist")
-            with open(args.prompt_file, encoding="utf-8") as f:
-                prompt = f.read()
-        texts = generate_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k or None,
-                              args.top_p, args.seed, args.num_samples, device, ctx)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"generate: error: {e}", file=sys.stderr)
-        return 1
+    return run_main("generate", lambda: generate(args), args.debug)
+
+
+def generate(args: argparse.Namespace) -> int:
+    if args.max_new_tokens < 0 or args.num_samples < 1 or args.top_k < 0:
+        raise ValueError("--max-new-tokens and --top-k must be >= 0 and --num-samples >= 1")
+    device = resolve_device(args.device)
+    ctx = autocast_context(device, resolve_dtype(args.dtype, device))
+    model, tokenizer, meta = load_model(args.ckpt, device)
+    if meta["kind"] != "clm":
+        raise ValueError(f"{args.ckpt} holds a {meta['kind']} model; generation needs a causal LM "
+                         f"(train.py --objective clm)")
+    prompt = args.prompt
+    if args.prompt_file:
+        if not os.path.isfile(args.prompt_file):
+            raise FileNotFoundError(f"--prompt-file {args.prompt_file} does not exist")
+        with open(args.prompt_file, encoding="utf-8") as f:
+            prompt = f.read()
+    texts = generate_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k or None,
+                          args.top_p, args.seed, args.num_samples, device, ctx)
     for i, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {i + 1} " + "-" * 60)

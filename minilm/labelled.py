@@ -10,7 +10,7 @@ Shuffling is a permutation drawn from a CPU torch.Generator seeded with (seed + 
 is a pure function of (seed, epoch): `state_dict()` = {"epoch", "position", "seed"} (JSON-safe ints) is all a
 checkpoint needs to resume mid-epoch with exactly the remaining batches.
 
-Left out on purpose: length-bucketed sampling, multi-label targets, streaming files larger than memory.
+Left out on purpose: multi-label targets, streaming files larger than memory.
 Explained in lectures/02_data.ipynb (and used in lectures/07_finetuning.ipynb).
 """
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from minilm.data import pad_rows, to_device
 
 
 def _rows(path: Path, fmt: str):
@@ -165,15 +167,9 @@ class ClassificationBatches:
 
     def batch(self, rows) -> tuple:
         rows = [int(r) for r in rows]
-        T = int(self.lengths[rows].max())
-        idx = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (B, T)
-        attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (B, T)
-        for b, r in enumerate(rows):
-            n = int(self.lengths[r])
-            idx[b, :n] = torch.from_numpy(self.flat[self.offsets[r] : self.offsets[r] + n])
-            attention_mask[b, :n] = 1
+        idx, attention_mask = pad_rows([self.flat[self.offsets[r] : self.offsets[r + 1]] for r in rows],
+                                       self.pad_id)  # (B, T) each, T = the longest row of this batch
         labels = None if self.labels is None else self.labels[rows]  # (B,)
-        from minilm.data import to_device  # local import: data.py re-exports this module
         return (to_device(idx, self.device), to_device(attention_mask, self.device),
                 None if labels is None else to_device(labels, self.device))
 

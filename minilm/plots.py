@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from minilm.checkpoint import atomic_write_bytes
+from minilm.files import atomic_write_bytes
 
 
 def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:

@@ -33,6 +33,7 @@ from typing import Iterable
 import tiktoken
 
 from minilm import bpe
+from minilm.files import atomic_write_text
 
 # Role name -> token string. cls/bos and sep/eos stand in for each other when only one of the pair exists.
 SPECIAL_ROLES = {"pad": "<pad>", "mask": "<mask>", "cls": "<cls>", "sep": "<sep>",
@@ -55,7 +56,7 @@ class Tokenizer:
         for tok in self._resolve(special_tokens):
             if tok not in self.special_tokens:
                 self.special_tokens[tok] = self.base_vocab_size + len(self.special_tokens) - len(self._builtin)
-        self._id_to_special = {i: s for s, i in self.special_tokens.items()}
+        self._id_to_special = {i: tok for tok, i in self.special_tokens.items()}
 
     @property
     def base_vocab_size(self) -> int:
@@ -83,9 +84,10 @@ class Tokenizer:
 
     def with_special_tokens(self, names: Iterable[str]) -> "Tokenizer":
         """A copy with `names` (roles or '<strings>') added after the existing ones; present ones are kept."""
-        d = self.to_dict()
-        d["special_tokens"] = list(self.special_tokens) + [t for t in self._resolve(names) if t not in self.special_tokens]
-        return tokenizer_from_dict(d, getattr(self, "ranks_path", None))
+        spec = self.to_dict()
+        spec["special_tokens"] = list(self.special_tokens) + [t for t in self._resolve(names)
+                                                              if t not in self.special_tokens]
+        return tokenizer_from_dict(spec, getattr(self, "ranks_path", None))
 
     def _id(self, *roles: str) -> int | None:
         for role in roles:
@@ -332,17 +334,17 @@ class GPT2Tokenizer(_TiktokenTokenizer):
         return {"kind": self.kind, "special_tokens": dict(self.special_tokens)}
 
 
-def tokenizer_from_dict(d: dict, gpt2_ranks_path: str | os.PathLike | None = None) -> Tokenizer:
+def tokenizer_from_dict(spec: dict, gpt2_ranks_path: str | os.PathLike | None = None) -> Tokenizer:
     """Rebuild any tokenizer from `tok.to_dict()` (e.g. `meta["tokenizer"]` of a checkpoint or meta.json)."""
-    kind = d.get("kind")
-    specials = d.get("special_tokens", {})
+    kind = spec.get("kind")
+    specials = spec.get("special_tokens", {})
     names = sorted(specials, key=specials.get) if isinstance(specials, dict) else list(specials)
     if kind == "char":
-        tok = CharTokenizer(d["chars"], names)
+        tok = CharTokenizer(spec["chars"], names)
     elif kind == "bpe":
-        tok = BPETokenizer(d["merges"], names, d.get("pattern", bpe.GPT2_SPLIT_PATTERN))
-        stored = d.get("tokens_b64")
-        if stored is not None and [base64.b64decode(s) for s in stored] != tok.token_bytes[256:]:
+        tok = BPETokenizer(spec["merges"], names, spec.get("pattern", bpe.GPT2_SPLIT_PATTERN))
+        stored = spec.get("tokens_b64")
+        if stored is not None and [base64.b64decode(b64) for b64 in stored] != tok.token_bytes[256:]:
             raise ValueError("BPE tokenizer dict is inconsistent: 'merges' do not produce 'tokens_b64'")
     elif kind == "gpt2":
         tok = GPT2Tokenizer(gpt2_ranks_path, [n for n in names if n != GPT2_EOT])
@@ -354,11 +356,8 @@ def tokenizer_from_dict(d: dict, gpt2_ranks_path: str | os.PathLike | None = Non
 
 
 def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> None:
-    """Write `tok.to_dict()` as JSON, atomically (tmp file + os.replace)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(tok.to_dict()), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `tok.to_dict()` as JSON, atomically (minilm/files.py)."""
+    atomic_write_text(path, json.dumps(tok.to_dict()))
 
 
 def load_tokenizer(path: str | os.PathLike, gpt2_ranks_path: str | os.PathLike | None = None) -> Tokenizer:

@@ -7,7 +7,8 @@ seeding, and throughput / MFU accounting. The loops themselves stay visible in t
 - Mixed precision and loss scaling: Micikevicius et al. 2018, https://arxiv.org/abs/1710.03740, section 3.2.
 - Model FLOPs utilisation: Chowdhery et al. 2022 (PaLM), https://arxiv.org/abs/2204.02311, appendix B.
 Explained in lectures/06_training.ipynb. Left out on purpose: gradient accumulation helpers (one line in the
-loop), distributed data parallel, learning-rate finders.
+loop) and learning-rate finders. Distributed data parallel needs no helper here: train.py sets it up in a few lines
+(torchrun + DistributedDataParallel) where the loop can show it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def param_groups_summary(optimizer: torch.optim.Optimizer) -> list[dict]:
 
 
 def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float, optimizer=None, scaler=None) -> float:
-    """Eq. 6.7: g <- g * min(1, c / ||g||_2), ||g||_2 = sqrt(sum_p ||g_p||^2) over *all* parameters (global norm,
+    """Eq. 6.8: g <- g * min(1, c / ||g||_2), ||g||_2 = sqrt(sum_p ||g_p||^2) over *all* parameters (global norm,
     Pascanu et al. 2013, https://arxiv.org/abs/1211.5063). Unscales first when a GradScaler is in use, so the
     threshold applies to true gradients. max_norm <= 0 only measures. Returns the norm before clipping."""
     if scaler is not None and scaler.is_enabled():
@@ -98,7 +99,7 @@ def get_lr(step: int, lr: float, min_lr: float, warmup_iters: int, max_iters: in
 
 
 def get_lr_linear(step: int, lr: float, min_lr: float, warmup_iters: int, max_iters: int) -> float:
-    """Eq. 6.10: linear warmup (as Eq. 6.6) then linear decay to min_lr at max_iters, constant after:
+    """Eq. 6.7: linear warmup (as Eq. 6.6) then linear decay to min_lr at max_iters, constant after:
     lr_t = min_lr + (lr - min_lr) (S - t) / (S - W) for W <= t <= S. The usual fine-tuning schedule (BERT,
     Devlin et al. 2019, https://arxiv.org/abs/1810.04805, appendix A.2; min_lr = 0 there)."""
     _check_schedule(lr, min_lr, warmup_iters, max_iters)
@@ -173,7 +174,7 @@ def autocast_context(device: str, dtype: torch.dtype):
 
 
 def make_grad_scaler(device: str, dtype: torch.dtype) -> torch.amp.GradScaler:
-    """Eq. 6.8 loss scaling: backprop s * L, unscale g = grad(s L) / s, skip the step and halve s on inf/nan, double
+    """Eq. 6.9 loss scaling: backprop s * L, unscale g = grad(s L) / s, skip the step and halve s on inf/nan, double
     s after 2000 clean steps. Needed only for float16 (5-bit exponent); bfloat16 has float32's range. Disabled
     scalers are no-ops, so the loop can call scaler.scale / step / update unconditionally."""
     kind = torch.device(device).type
@@ -302,7 +303,7 @@ def peak_flops(device: str, dtype: torch.dtype) -> float | None:
 
 
 def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> float | None:
-    """Eq. 6.9: MFU = (training FLOPs per token, ~6N + 12 L T D forward+backward, PaLM appendix B) * tokens/s / peak
+    """Eq. 6.10: MFU = (training FLOPs per token, ~6N + 12 L T D forward+backward, PaLM appendix B) * tokens/s / peak
     FLOP/s. None when the peak is unknown."""
     if peak is None or peak <= 0:
         return None

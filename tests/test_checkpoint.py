@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from minilm import checkpoint
-from minilm.checkpoint import (
-    CHECKPOINT_NAME, atomic_write_bytes, atomic_write_text, check_compatible, load_checkpoint, save_checkpoint,
-)
+from minilm import checkpoint, files
+from minilm.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
+from minilm.files import atomic_write_bytes, atomic_write_text
 from minilm.training import configure_optimizer, make_grad_scaler, rng_state, set_rng_state
 
 
@@ -169,7 +168,7 @@ def test_atomic_write_text_and_bytes(tmp_path, monkeypatch):
     def fsync_fails(fd):
         raise OSError("I/O error")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", fsync_fails)
+    monkeypatch.setattr(files.os, "fsync", fsync_fails)
     with pytest.raises(OSError, match="I/O error"):
         atomic_write_text(path, "new, written but never synced")
     with pytest.raises(OSError):

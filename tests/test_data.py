@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from minilm.config import IGNORE_INDEX
-from minilm.data import (ClassificationBatches, get_causal_batch, get_document_batch, get_mlm_batch,
-                         get_mlm_document_batch, load_documents, load_meta, load_split, mask_tokens, read_labelled,
-                         token_dtype, write_tokens)
+from minilm.data import (get_causal_batch, get_document_batch, get_mlm_batch, get_mlm_document_batch, load_documents,
+                         load_meta, load_split, mask_tokens, token_dtype, write_tokens)
+from minilm.labelled import ClassificationBatches, read_labelled
 from minilm.tokenizer import CharTokenizer, tokenizer_from_dict
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40

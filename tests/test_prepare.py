@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from minilm.data import get_document_batch, load_documents, load_meta, load_split, read_labelled
+from minilm.data import get_document_batch, load_documents, load_meta, load_split
+from minilm.labelled import read_labelled
 from minilm.tokenizer import tokenizer_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

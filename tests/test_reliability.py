@@ -31,7 +31,7 @@ import pytest
 import torch
 
 import train
-from minilm import checkpoint
+from minilm import checkpoint, files
 from minilm.checkpoint import load_checkpoint, save_checkpoint
 from minilm.config import ModelConfig
 from minilm.data import write_tokens
@@ -242,11 +242,11 @@ def test_finetune_survives_kill_9_and_resumes_bit_identically(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ crash at every write
 class FailingWrites:
-    """Wraps minilm.checkpoint._atomic_write (behind save_checkpoint, atomic_write_text/bytes, the plots): the
+    """Wraps minilm.files.atomic_write (behind save_checkpoint, atomic_write_text/bytes, the plots): the
     `fail_at`-th write puts half its bytes into the temp file and then fails as a full disk would."""
 
     def __init__(self, fail_at: int | None):
-        self.real, self.fail_at, self.calls, self.failed = checkpoint._atomic_write, fail_at, 0, None
+        self.real, self.fail_at, self.calls, self.failed = files.atomic_write, fail_at, 0, None
 
     def __call__(self, path, write):
         self.calls += 1
@@ -273,13 +273,13 @@ class FailingWrites:
 
 
 def _cheap_plot(records, path):  # the real figure costs ~0.5 s per evaluation; the write it makes is what matters
-    checkpoint.atomic_write_bytes(path, b"\x89PNG fake")
+    files.atomic_write_bytes(path, b"\x89PNG fake")
 
 
 def crash_at_every_write(monkeypatch, tmp_path, main, args, max_writes=40):
     monkeypatch.setattr(train, "plot_loss_curves", _cheap_plot)
     counter = FailingWrites(None)
-    monkeypatch.setattr(checkpoint, "_atomic_write", counter)
+    monkeypatch.setattr(files, "atomic_write", counter)
     assert quiet(main, args + ["--out-dir", str(tmp_path / "ref")])[0] == 0
     n_writes = counter.calls
     assert 6 <= n_writes <= max_writes
@@ -287,12 +287,12 @@ def crash_at_every_write(monkeypatch, tmp_path, main, args, max_writes=40):
     for k in range(1, n_writes + 1):
         out = tmp_path / f"crash{k}"
         failing = FailingWrites(k)
-        monkeypatch.setattr(checkpoint, "_atomic_write", failing)
+        monkeypatch.setattr(files, "atomic_write", failing)
         rc, _, err = quiet(main, args + ["--out-dir", str(out)])
         assert rc == 1 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
         step = assert_on_disk_state_is_sane(out)
         hits.append((k, failing.failed, step))
-        monkeypatch.setattr(checkpoint, "_atomic_write", FailingWrites(None))
+        monkeypatch.setattr(files, "atomic_write", FailingWrites(None))
         resume = ["--resume"] if (out / "ckpt.pt").exists() else ["--overwrite"]
         rc, _, err = quiet(main, args + ["--out-dir", str(out)] + resume)
         assert rc == 0, err

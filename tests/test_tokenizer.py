@@ -107,6 +107,14 @@ def test_train_learns_the_most_frequent_pair_first():
     assert merges[0] == (ord("a"), ord("a")) and len(merges) == 2
 
 
+def test_naive_bpe_loop_learns_the_docstring_example_and_the_fast_merges_on_shakespeare(shakespeare):
+    assert bpe.merge([1, 2, 3, 1, 2], (1, 2), 256) == [256, 3, 256]  # the worked example in train_bpe_naive
+    assert bpe.train_bpe_naive("aaabdaaabac aaabdaaabac", 258) == bpe.train_bpe("aaabdaaabac aaabdaaabac", 258)
+    text = shakespeare[:200_000]  # the naive loop recounts everything each merge: a fifth of the play is enough
+    naive = bpe.train_bpe_naive(text, 256 + 64)
+    assert len(naive) == 64 and naive == bpe.train_bpe(text, 256 + 64)  # same merges, same order
+
+
 def test_bpe_training_is_deterministic(shakespeare, bpe_shakespeare):
     again = BPETokenizer.train(shakespeare, 512, special_tokens=("pad", "mask", "cls", "sep"))
     assert again.merges == bpe_shakespeare.merges and len(again.merges) == 256

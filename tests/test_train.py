@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 import train
-from minilm.checkpoint import load_checkpoint, load_model
+from minilm.checkpoint import load_checkpoint, load_model, save_checkpoint
 from minilm.config import ModelConfig
 from minilm.data import write_tokens
 from minilm.generate import main as generate_main
@@ -108,7 +109,7 @@ def test_run_writes_checkpoints_metrics_and_plot_and_the_loss_falls(run):
     assert meta["step"] == 20 and meta["kind"] == "clm" and set(tensors) == {"model", "optimizer", "scaler", "rng"}
     best_tensors, best_meta = load_checkpoint(out / "best.pt")
     assert set(best_tensors) == {"model"}  # best.pt is weights only
-    assert best_meta["val_loss"] == min(r["val_loss"] for r in evals) == meta["best_val_loss"]
+    assert best_meta["val_loss"] == min(r["val_loss"] for r in evals) == meta["loop_state"]["best_val_loss"]
     model, tok, _ = load_model(out)
     assert model.config.d_model == 32 and model.config.max_seq_len == 32 and tok.vocab_size == len(set(TEXT))
 
@@ -164,6 +165,25 @@ def test_stop_and_resume_gives_bit_identical_losses(tmp_path, objective):
     assert ma["step"] == mb["step"] == 12 and ma["kind"] == objective
     for name, value in ta["model"].items():
         assert torch.equal(value, tb["model"][name]), name
+
+
+def test_a_checkpoint_from_before_loop_state_still_resumes_exactly(tmp_path):
+    """Checkpoints written before train.py saved `loop_state` kept step and best_val_loss at the top of meta: resuming
+    one gives the same run as resuming today's format."""
+    make_char_data(tmp_path / "data")
+    args = FAST + ["--data", str(tmp_path / "data"), "--max-iters", "8", "--eval-interval", "4", "--seed", "5"]
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert _train(args + ["--out-dir", str(new), "--stop-after", "3"])[0] == 0
+    shutil.copytree(new, old)
+    tensors, meta = load_checkpoint(old / "ckpt.pt")
+    loop_state = meta.pop("loop_state")
+    save_checkpoint(old / "ckpt.pt", tensors, {**meta, "best_val_loss": loop_state["best_val_loss"]})
+    for out in (new, old):
+        rc, printed = _train(args + ["--out-dir", str(out), "--resume"])
+        assert rc == 0 and "at step 3" in printed
+    assert metrics(new) == metrics(old)
+    ta, tb = load_checkpoint(new / "ckpt.pt")[0], load_checkpoint(old / "ckpt.pt")[0]
+    assert all(torch.equal(value, tb["model"][name]) for name, value in ta["model"].items())
 
 
 def test_bf16_autocast_on_cpu_trains_and_tracks_fp32(tmp_path):

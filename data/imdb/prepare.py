@@ -2,7 +2,7 @@
 
 Source: the aclImdb tarball (Maas et al. 2011, https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz;
 its 50,000 reviews aclImdb/train/unsup/<id>_0.txt in id order) or a text file with one review per line, such
-as ../shared/data/imdb_unsup/unsup_5k.txt (see its SOURCE.md). The file is split on "\\n" only: Python's
+as a 5,000-review sample of it. The file is split on "\\n" only: Python's
 str.splitlines() would also break at the cp1252 leftover \\x85 inside reviews.
 
 Cleaning: IMDb's `<br />` markup -> a space; cp1252 leftovers \\x85 \\x96 \\x97 -> ... (ellipsis), en dash, em dash;
@@ -13,12 +13,11 @@ Each review is written as its tokens followed by <sep> (so packed windows see do
 <split>_docs.bin holds each review's (start, end) token span, without the <sep>, for one-review-per-row batches.
 Explained in lectures/02_data.ipynb (Eq. 2.3-2.4 use it).
 
-    python data/imdb/prepare.py --source ../shared/data/imdb_unsup/unsup_5k.txt --vocab-size 8192
+    python data/imdb/prepare.py --source PATH/TO/unsup_5k.txt --vocab-size 8192
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tarfile
@@ -31,7 +30,9 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 import numpy as np
 
-from minilm.data import fetch, sha256_file, write_tokens
+from minilm.cli import OneLineParser, run_main
+from minilm.data import write_tokens
+from minilm.files import fetch, sha256_file
 from minilm.tokenizer import BPETokenizer, GPT2Tokenizer
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -42,9 +43,8 @@ CP1252 = str.maketrans({"\x85": "\u2026", "\x96": "\u2013", "\x97": "\u2014", "\
 _UNSUP = re.compile(r"aclImdb/train/unsup/(\d+)_\d+\.txt$")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
+def parse_args(argv=None):
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", type=Path, help="aclImdb_v1.tar.gz, or a .txt file with one review per line")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where to write the .bin files and meta.json")
     p.add_argument("--tokenizer", choices=("bpe", "gpt2"), default="bpe", help="train a BPE here, or GPT-2's")
@@ -79,36 +79,36 @@ def read_reviews(path: Path, max_docs: int | None) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        path = args.source if args.source is not None else fetch(URL, args.out_dir / "raw" / "aclImdb_v1.tar.gz", SHA256)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--source {path} does not exist")
-        docs = [clean(r) for r in read_reviews(Path(path), args.max_docs)]
-        empty = [i + 1 for i, d in enumerate(docs) if not d]
-        if empty:
-            raise ValueError(f"{path}: review {empty[0]} is empty after cleaning ({len(empty)} empty in all)")
-        n_val = max(1, int(len(docs) * args.val_fraction))
-        if len(docs) - n_val < 1:
-            raise ValueError(f"{path} has {len(docs)} reviews: too few to split off a validation set")
-        parts = {"train": docs[:-n_val], "val": docs[-n_val:]}
-        if args.tokenizer == "bpe":  # trained on the training reviews only: val stays unseen
-            tok = BPETokenizer.train("\n".join(parts["train"]), args.vocab_size, SPECIALS)
-        else:
-            tok = GPT2Tokenizer(args.gpt2_ranks, SPECIALS)
-        splits, spans = {}, {}
-        for split, split_docs in parts.items():
-            encoded = tok.enc.encode_ordinary_batch(split_docs, num_threads=2)
-            lengths = np.array([len(e) for e in encoded], dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # +1: the <sep> after each review
-            spans[split] = np.stack([starts, starts + lengths], axis=1)  # (n_docs, 2)
-            splits[split] = np.fromiter((i for e in encoded for i in (*e, tok.sep_id)), dtype=np.int64)
-        extra = {"source": str(path), "source_sha256": sha256_file(path),
-                 "cleaning": "<br /> -> space; \\x85 \\x96 \\x97 -> ellipsis, en dash, em dash; whitespace collapsed",
-                 "separator": "<sep> after every review"}
-        meta = write_tokens(args.out_dir, splits, tok, documents=spans, extra=extra)
-    except (ValueError, OSError, tarfile.TarError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_main("", lambda: prepare(args), errors=(tarfile.TarError,))
+
+
+def prepare(args) -> int:
+    path = args.source if args.source is not None else fetch(URL, args.out_dir / "raw" / "aclImdb_v1.tar.gz", SHA256)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--source {path} does not exist")
+    docs = [clean(r) for r in read_reviews(Path(path), args.max_docs)]
+    empty = [i + 1 for i, doc in enumerate(docs) if not doc]
+    if empty:
+        raise ValueError(f"{path}: review {empty[0]} is empty after cleaning ({len(empty)} empty in all)")
+    n_val = max(1, int(len(docs) * args.val_fraction))
+    if len(docs) - n_val < 1:
+        raise ValueError(f"{path} has {len(docs)} reviews: too few to split off a validation set")
+    parts = {"train": docs[:-n_val], "val": docs[-n_val:]}
+    if args.tokenizer == "bpe":  # trained on the training reviews only: val stays unseen
+        tok = BPETokenizer.train("\n".join(parts["train"]), args.vocab_size, SPECIALS)
+    else:
+        tok = GPT2Tokenizer(args.gpt2_ranks, SPECIALS)
+    splits, spans = {}, {}
+    for split, split_docs in parts.items():
+        encoded = tok.enc.encode_ordinary_batch(split_docs, num_threads=2)
+        lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # +1: the <sep> after each review
+        spans[split] = np.stack([starts, starts + lengths], axis=1)  # (n_docs, 2)
+        splits[split] = np.fromiter((i for e in encoded for i in (*e, tok.sep_id)), dtype=np.int64)
+    extra = {"source": str(path), "source_sha256": sha256_file(path),
+             "cleaning": "<br /> -> space; \\x85 \\x96 \\x97 -> ellipsis, en dash, em dash; whitespace collapsed",
+             "separator": "<sep> after every review"}
+    meta = write_tokens(args.out_dir, splits, tok, documents=spans, extra=extra)
     for split in splits:
         print(f"wrote {args.out_dir / (split + '.bin')}: {meta['counts'][split]:,} tokens ({meta['dtype']}), "
               f"{meta['documents'][split]:,} reviews (spans in {split}_docs.bin)")

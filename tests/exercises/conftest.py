@@ -2,14 +2,14 @@
 
 Every test here carries `@pytest.mark.exercise("attention.py::causal_mask")` and takes the `solution` fixture: the
 object of that name from the implementation chosen with `--impl` / MINILM_IMPL (minilm itself by default, see
-minilm/grade.py). The tests compare it with PyTorch, scikit-learn or hand-computed values, never with minilm.
+minilm/classroom/grade.py). The tests compare it with PyTorch, scikit-learn or hand-computed values, never with minilm.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from minilm.grade import BY_KEY, display_name, load, resolve_impl
+from minilm.classroom.grade import BY_KEY, display_name, load, resolve_impl
 
 
 def pytest_configure(config):
@@ -22,8 +22,8 @@ def pytest_collection_modifyitems(config, items):
         if marker is None:
             continue
         key = marker.args[0]
-        assert key in BY_KEY, f"{item.nodeid}: exercise {key!r} is not listed in minilm.grade.EXERCISES"
-        item.user_properties.append(("exercise", key))  # read by the grader (minilm.grade._Recorder)
+        assert key in BY_KEY, f"{item.nodeid}: exercise {key!r} is not listed in minilm.classroom.grade.EXERCISES"
+        item.user_properties.append(("exercise", key))  # read by the grader (minilm.classroom.grade._Recorder)
 
 
 @pytest.fixture(scope="session")

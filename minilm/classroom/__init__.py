@@ -1,0 +1,1 @@
+"""Classroom tooling, kept apart from the model library students read: the grader of lectures/exercises/."""
