@@ -120,10 +120,11 @@ def to_device(t: torch.Tensor, device) -> torch.Tensor:
 
 
 def _random_windows(data: np.ndarray, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    if len(data) < length + 1:
-        raise ValueError(f"split has {len(data)} tokens, too few for windows of {length} (+1): use a shorter "
+    """(B, length) windows data[i : i + length], every start i in 0 .. len(data) - length equally likely."""
+    if len(data) < length:
+        raise ValueError(f"split has {len(data)} tokens, too few for windows of {length}: use a shorter "
                          f"max_seq_len or more data")
-    starts = torch.randint(len(data) - length, (batch_size,), generator=generator).tolist()
+    starts = torch.randint(len(data) - length + 1, (batch_size,), generator=generator).tolist()
     return torch.from_numpy(np.stack([data[i : i + length].astype(np.int64) for i in starts]))  # (B, length)
 
 

@@ -73,6 +73,27 @@ def test_causal_batch_shapes_dtype_and_shift(tmp_path, tok):
 
 # ---- MLM masking (Eq. 2.4) ----
 
+def test_causal_windows_reach_the_last_start_and_fit_a_split_of_exactly_t_plus_1():
+    T = 8
+    x, _ = get_causal_batch(np.arange(T + 3), 300, T, torch.Generator().manual_seed(0))
+    assert set(x[:, 0].tolist()) == {0, 1, 2}  # every start 0 .. len - T - 1, the last one included
+    x, y = get_causal_batch(np.arange(T + 1), 4, T, torch.Generator().manual_seed(0))  # exactly one window
+    assert x.tolist() == [list(range(T))] * 4 and y[0, -1] == T  # the split's last token is a target
+    with pytest.raises(ValueError, match="too few"):
+        get_causal_batch(np.arange(T), 1, T, torch.Generator())
+
+
+@pytest.mark.parametrize("specials", [("pad", "mask"), ("pad", "mask", "cls")])
+def test_masked_lm_windows_reach_the_last_start_and_fit_a_split_of_exactly_t(specials):
+    tok = CharTokenizer.train("abcdefghijklmnop", special_tokens=specials)
+    T = 8
+    body = T - (tok.cls_id is not None)  # a [cls] first leaves T - 1 tokens of the stream
+    inputs, _ = get_mlm_batch(np.arange(body + 2), 300, T, torch.Generator().manual_seed(0), tok, mask_prob=1e-9)
+    assert set(inputs[:, -body].tolist()) == {0, 1, 2}  # every start 0 .. len - body, nothing masked
+    inputs, _ = get_mlm_batch(np.arange(body), 2, T, torch.Generator().manual_seed(0), tok, mask_prob=1e-9)
+    assert inputs[0, -body:].tolist() == list(range(body))
+
+
 def test_mask_tokens_rates_80_10_10_and_never_specials():
     V, mask_id, pad_id, cls_id = 1000, 997, 998, 999
     g = torch.Generator().manual_seed(0)
