@@ -119,18 +119,27 @@ class Tokenizer:
         return allowed
 
     def encode(self, text: str, allowed_special: Iterable[str] | str = ()) -> list[int]:
-        """Text -> ids. Special-token strings in `text` are plain text unless named in `allowed_special` (or "all")."""
+        """Text -> ids. Special-token strings in `text` are plain text unless named in `allowed_special` (or "all").
+
+        Where allowed special tokens overlap, the longest one that matches wins, scanning left to right (as Hugging
+        Face tokenizers match added tokens): with `<|e|>`, `<|e|><|e|>` and `<|e|><|e|><|e|>`, the text
+        "a<|e|><|e|><|e|><|e|>" is "a" + "<|e|><|e|><|e|>" + "<|e|>". Every encoder here follows this one rule.
+        """
+        return self._encode_with_specials(text, allowed_special, self._encode_ordinary)
+
+    def _encode_with_specials(self, text: str, allowed_special, encode_ordinary) -> list[int]:
+        """Split `text` at the allowed special strings (longest first), `encode_ordinary(part, offset)` the rest."""
         allowed = self._allowed(allowed_special)
         if not allowed:
-            return self._encode_ordinary(text, 0)
+            return encode_ordinary(text, 0)
         ids: list[int] = []
-        pattern = "(" + "|".join(re.escape(s) for s in sorted(allowed, key=len, reverse=True)) + ")"
+        pattern = "(" + "|".join(re.escape(tok) for tok in sorted(allowed, key=len, reverse=True)) + ")"
         pos = 0
         for k, part in enumerate(re.split(pattern, text)):
             if k % 2:  # odd parts are the captured special strings
                 ids.append(self.special_tokens[part])
             elif part:
-                ids.extend(self._encode_ordinary(part, pos))
+                ids.extend(encode_ordinary(part, pos))
             pos += len(part)
         return ids
 
@@ -218,8 +227,11 @@ class _TiktokenTokenizer(Tokenizer):
         self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens)
 
     def encode(self, text: str, allowed_special: Iterable[str] | str = ()) -> list[int]:
-        # disallowed_special=(): special strings inside plain text are encoded as text, never raise.
-        return self.enc.encode(text, allowed_special=self._allowed(allowed_special), disallowed_special=())
+        """As Tokenizer.encode (longest special token first), with tiktoken encoding the text between them.
+
+        The specials are split off here rather than by tiktoken, whose own matching can take a shorter special
+        token where two overlap; the ordinary text is encoded the same either way."""
+        return self._encode_with_specials(text, allowed_special, lambda part, offset: self.enc.encode_ordinary(part))
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]

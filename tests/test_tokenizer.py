@@ -154,6 +154,21 @@ def test_bpe_special_tokens_and_json_round_trip(tmp_path, bpe_shakespeare):
     assert back.encode(text, allowed_special="all") == ids and back.special_tokens == tok.special_tokens
 
 
+@pytest.mark.parametrize("make", [lambda sp: BPETokenizer.train("abc abc", 300, special_tokens=sp),
+                                  lambda sp: CharTokenizer.train("abc", special_tokens=sp)], ids=["bpe", "char"])
+def test_overlapping_special_tokens_longest_first_on_every_path(make):
+    """One rule for every encoder: at each position the longest allowed special token wins (Hugging Face's rule;
+    tiktoken alone would give [97, 257, 257] for the BPE case)."""
+    tok = make(["<|e|>", "<|e|><|e|>", "<|e|><|e|><|e|>"])
+    one, two, three = (tok.special_tokens[s] for s in ("<|e|>", "<|e|><|e|>", "<|e|><|e|><|e|>"))
+    a = tok.encode("a")
+    assert tok.encode("a<|e|><|e|><|e|><|e|>", allowed_special="all") == [*a, three, one]
+    assert tok.encode("<|e|><|e|>a<|e|>", allowed_special=["<|e|>"]) == [one, one, *a, one]  # only those allowed
+    if isinstance(tok, BPETokenizer):
+        assert tok.encode_by_hand("a<|e|><|e|><|e|><|e|>", allowed_special="all") == [*a, three, one]
+        assert tok.encode("a<|e|>b") == tok.encode_by_hand("a<|e|>b")  # not allowed: plain text on both paths
+
+
 def test_bpe_dict_with_corrupt_tokens_is_rejected(bpe_shakespeare):
     d = bpe_shakespeare.to_dict()
     d["tokens_b64"][0] = "AAAA"
