@@ -2,7 +2,7 @@
 
     python finetune.py --init out/imdb-mlm                                  # a train.py run (masked or causal LM)
     python finetune.py --init scratch --like out/imdb-mlm --out-dir out/sst2-scratch   # same model, random weights
-    python finetune.py --init hf-gpt2:PATH --gpt2-ranks ../shared/data/gpt2/gpt2.tiktoken   # a local HF GPT-2 folder
+    python finetune.py --init hf-gpt2:PATH --gpt2-ranks PATH/TO/gpt2.tiktoken   # a local HF GPT-2 folder
     python finetune.py --init out/imdb-mlm --freeze-backbone --out-dir out/sst2-probe  # linear probe
     python finetune.py --ckpt out/sst2 --predict "a gorgeous, witty film"    # label and probability
     python finetune.py --init out/imdb-mlm --train my.csv --dev my_dev.csv --text-column review --label-column stars
@@ -205,7 +205,7 @@ def resolve_data(s: FinetuneSettings) -> dict:
         data_dir = ROOT / data_dir
     if not s.train:
         if not (data_dir / "meta.json").is_file():
-            hint = (" (SST-2: python data/sst2/prepare.py --source ../shared/data/sst2)"
+            hint = (" (SST-2: python data/sst2/prepare.py, or --source PATH for a local copy of GLUE's SST-2)"
                     if data_dir.name == "sst2" else "")
             raise FileNotFoundError(f"{data_dir}/meta.json not found: prepare the dataset first{hint}, or pass "
                                     f"--train FILE --dev FILE")

@@ -6,7 +6,7 @@
 The reference point a fine-tuned transformer has to beat: a linear model over which words and word pairs occur,
 blind to word order beyond bigrams (Wang & Manning 2012, https://aclanthology.org/P12-2018/, report ~79-83% on
 sentence-level SST-style data with such features). Trained on data/sst2/train.tsv (prepare it first:
-python data/sst2/prepare.py --source ../shared/data/sst2), scored on data/sst2/dev.tsv with minilm.metrics.
+python data/sst2/prepare.py, or --source PATH for a local copy), scored on data/sst2/dev.tsv with minilm.metrics.
 Each report.json given on the command line (written by finetune.py) is printed beside it with its wall time.
 """
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     args = p.parse_args(argv)
     if not (args.data / "train.tsv").is_file():
-        print(f"error: {args.data}/train.tsv not found: python data/sst2/prepare.py --source ../shared/data/sst2",
+        print(f"error: {args.data}/train.tsv not found: python data/sst2/prepare.py (--source PATH offline)",
               file=sys.stderr)
         return 1
     rows = []

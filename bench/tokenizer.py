@@ -1,7 +1,7 @@
 """Tokenizer benchmark: BPE training time on Tiny Shakespeare (vocab 512 and 4096) and encode throughput (MB/s)
 of the trained BPE (tiktoken path and hand-written path) against GPT-2's tiktoken encoding, in the same run.
 
-    python bench/tokenizer.py [--text ../shared/data/tinyshakespeare/input.txt] [--gpt2-ranks PATH] [--repeats 3]
+    python bench/tokenizer.py --text PATH/TO/input.txt [--gpt2-ranks PATH] [--repeats 3]   # Tiny Shakespeare
 
 Prints medians of --repeats runs; the machine is shared and noisy, so compare ratios, not absolute numbers.
 """
@@ -22,7 +22,7 @@ except ImportError:
 
 from minilm.tokenizer import BPETokenizer, GPT2Tokenizer  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+TEXT = ROOT / "data" / "shakespeare_char" / "raw" / "input.txt"  # where data/shakespeare_char/prepare.py downloads it
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
@@ -36,8 +36,9 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--text", type=Path, default=SHARED / "tinyshakespeare" / "input.txt")
-    p.add_argument("--gpt2-ranks", type=Path, default=SHARED / "gpt2" / "gpt2.tiktoken")
+    p.add_argument("--text", type=Path, default=TEXT, help=f"the text to train and encode (default: {TEXT})")
+    p.add_argument("--gpt2-ranks", type=Path, default=None,
+                   help="gpt2.tiktoken (default: $MINILM_GPT2_RANKS, data/gpt2/gpt2.tiktoken or tiktoken's download)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     if not args.text.is_file():
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     rows = [("trained BPE 4096, tiktoken", tok.encode), ("trained BPE 4096, hand-written",
                                                          lambda s: BPETokenizer(tok.merges).encode_by_hand(s))]
     try:
-        gpt2 = GPT2Tokenizer(args.gpt2_ranks if args.gpt2_ranks.is_file() else None)
+        gpt2 = GPT2Tokenizer(args.gpt2_ranks)
         rows.append(("GPT-2, tiktoken", gpt2.encode))
     except (ValueError, OSError) as e:
         print(f"(GPT-2 skipped: {str(e)[:80]}...)")

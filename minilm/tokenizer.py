@@ -41,7 +41,11 @@ SPECIAL_ROLES = {"pad": "<pad>", "mask": "<mask>", "cls": "<cls>", "sep": "<sep>
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_ENV = "MINILM_GPT2_RANKS"
 REPO_GPT2_RANKS = Path(__file__).resolve().parents[1] / "data" / "gpt2" / "gpt2.tiktoken"  # optional local copy
-GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"  # ../shared/data/gpt2/SOURCE.md
+# GPT-2's ranks are published as encoder.json + vocab.bpe at https://openaipublic.blob.core.windows.net/gpt-2/
+# encodings/main/ (what tiktoken.get_encoding("gpt2") downloads and converts: tiktoken_ext/openai_public.py, gpt2()).
+# The same ranks in tiktoken's file format (one "base64(bytes) rank" line each) are gpt2.tiktoken, shipped by the
+# openai-whisper package as whisper/assets/gpt2.tiktoken; this is that file's sha256.
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 
 
 class Tokenizer:
@@ -288,8 +292,8 @@ class BPETokenizer(_TiktokenTokenizer):
 def _gpt2_help() -> str:
     return ("GPT-2's BPE ranks were not found. Either (1) pass a local file: GPT2Tokenizer(ranks_path=...) / "
             f"--gpt2-ranks PATH, or set the environment variable {GPT2_RANKS_ENV}=/path/to/gpt2.tiktoken "
-            "(here: ../shared/data/gpt2/gpt2.tiktoken; it is whisper/assets/gpt2.tiktoken in the openai-whisper "
-            f"package, sha256 {GPT2_RANKS_SHA256}); or put it at data/gpt2/gpt2.tiktoken in the repository; or "
+            "(gpt2.tiktoken is whisper/assets/gpt2.tiktoken in the openai-whisper package, sha256 "
+            f"{GPT2_RANKS_SHA256}); or put it at data/gpt2/gpt2.tiktoken in the repository; or "
             "(2) allow network access so tiktoken.get_encoding('gpt2') can download "
             "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe and encoder.json.")
 

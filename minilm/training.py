@@ -182,7 +182,7 @@ def make_grad_scaler(device: str, dtype: torch.dtype) -> torch.amp.GradScaler:
 
 
 def maybe_compile(model: nn.Module, mode: str = "auto", device: str = "cpu") -> nn.Module:
-    """torch.compile when mode == "on", or "auto" on CUDA (on 2 CPU cores it gave no clear gain; see CONVENTIONS).
+    """torch.compile when mode == "on", or "auto" on CUDA (on 2 CPU cores it gave no clear gain; CONTRIBUTING.md).
     Keep the uncompiled model to save and evaluate: the compiled wrapper prefixes state_dict keys with _orig_mod."""
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"compile mode must be auto, on or off, got {mode!r}")

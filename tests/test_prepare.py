@@ -149,3 +149,11 @@ def test_imdb_from_tarball_in_id_order(tmp_path):
         data, spans = load_split(tmp_path / "o", split), load_documents(tmp_path / "o", split)
         docs += [tok.decode(data[s:e].tolist()) for s, e in spans]
     assert docs == ["zero\u2013dash", "one\u2026", "two lines", "review ten"]
+
+
+def test_code_points_at_nothing_outside_the_repository():
+    """A user's clone has no ../shared: the code cites the canonical sources and --source PATH instead."""
+    files = [*ROOT.glob("*.py"), *(ROOT / "minilm").rglob("*.py"), *(ROOT / "bench").glob("*.py"),
+             *(ROOT / "data").glob("*/prepare.py")]
+    outside = [str(p.relative_to(ROOT)) for p in files if "../shared" in p.read_text(encoding="utf-8")]
+    assert not outside, outside
