@@ -10,8 +10,9 @@
 "Pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin et al. 2019,
 https://arxiv.org/abs/1810.04805, section 4.1): the pretrained backbone is kept, its LM head is dropped, and a
 SequenceClassifier (minilm/classifier.py: pooling, Eq. 5.4, then dropout + linear, Eq. 5.5) is trained on the labels
-with a small learning rate. Read it top to bottom beside lectures/07_finetuning.ipynb: settings, data, model, then one
-`for epoch: for batch:` loop (Eq. 6.7 warmup + linear decay or Eq. 6.6 cosine -> forward/backward over grad_accum
+with a small learning rate. Read it top to bottom beside lectures/07_finetuning.ipynb: settings, setup() (backbone,
+head, data), resume(), evaluate_and_checkpoint(), then finetune() with one `for epoch: for batch:` loop written out,
+its state in `loop_state` (Eq. 6.7 warmup + linear decay or Eq. 6.6 cosine -> forward/backward over grad_accum
 micro-batches -> Eq. 6.8 clipping -> AdamW, Eqs. 6.2-6.5 -> evaluation on dev, best checkpoint, early stopping),
 then the report (Eqs. 7.1-7.6, minilm/metrics.py), a confusion-matrix PNG and test-set predictions.
 
@@ -399,22 +400,23 @@ def diverged(run: Run, loop_state: dict, what: str) -> ValueError:
 
 def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> bool:
     """Dev metrics, best.pt when they improve, ckpt.pt always; True when early stopping says stop."""
-    m = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
-    if not math.isfinite(m["loss"]):  # never overwrite a good checkpoint with diverged weights
-        raise diverged(run, loop_state, f"dev loss is {m['loss']}")
-    improved = m[run.s.metric] > loop_state["best"]
+    dev = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
+    if not math.isfinite(dev["loss"]):  # never overwrite a good checkpoint with diverged weights
+        raise diverged(run, loop_state, f"dev loss is {dev['loss']}")
+    improved = dev[run.s.metric] > loop_state["best"]
     if improved:
-        loop_state.update(best=m[run.s.metric], bad_evals=0)
+        loop_state.update(best=dev[run.s.metric], bad_evals=0)
     else:
         loop_state["bad_evals"] += 1
     step = loop_state["step"]
-    records.append({"step": step, "epoch": run.train_batches.epoch, "dev_loss": m["loss"],
-                    "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"]})
+    records.append({"step": step, "epoch": run.train_batches.epoch, "dev_loss": dev["loss"],
+                    "dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"]})
     gain = "best so far" if improved else f"no gain for {loop_state['bad_evals']} eval(s)"
-    print(f"step {step:>5} | dev loss {m['loss']:.4f} | accuracy {m['accuracy']:.4f} | macro F1 "
-          f"{m['macro_f1']:.4f} | {gain}")
+    print(f"step {step:>5} | dev loss {dev['loss']:.4f} | accuracy {dev['accuracy']:.4f} | macro F1 "
+          f"{dev['macro_f1']:.4f} | {gain}")
     if improved:
-        save(run, run.out_dir / "best.pt", loop_state, False, {"dev": {k: m[k] for k in ("accuracy", "macro_f1", "loss")}})
+        save(run, run.out_dir / "best.pt", loop_state, False,
+             {"dev": {k: dev[k] for k in ("accuracy", "macro_f1", "loss")}})
     write_metrics(run.out_dir, records)  # before ckpt.pt: a crash between the two then loses no records on --resume
     save(run, run.out_dir / "ckpt.pt", loop_state, True, {})
     loop_state["last_saved"] = step

@@ -6,11 +6,12 @@
     python train.py --resume --out-dir out/shakespeare-char   # continue exactly where a run stopped
     torchrun --nproc_per_node=2 train.py --preset tiny        # data parallel (DDP; NCCL on GPUs, gloo on CPU)
 
-Read it top to bottom beside lectures/06_training.ipynb: settings, data, model, optimizer, then one `for step` loop
-(Eq. 6.6 learning rate -> evaluation and checkpoint -> forward/backward over grad_accum micro-batches ->
-Eq. 6.8 clipping -> AdamW step, Eqs. 6.2-6.5) and, at the end, samples from the model.
-Shared pieces (schedule, optimizer groups, mixed precision, checkpoint files) come from minilm/training.py and
-minilm/checkpoint.py; this file prints, the library only returns.
+Read it top to bottom beside lectures/06_training.ipynb: settings and presets, setup() (devices, data, model,
+optimizer), resume(), evaluate_and_checkpoint(), then train() with the one `for step` loop written out (Eq. 6.6
+learning rate -> evaluation and checkpoint -> forward/backward over grad_accum micro-batches -> Eq. 6.8 clipping ->
+AdamW step, Eqs. 6.2-6.5), its state in one dict, `loop_state`, saved in every checkpoint; at the end, samples.
+Shared pieces (schedule, optimizer groups, mixed precision, checkpoint files, flags) come from minilm/training.py,
+minilm/checkpoint.py and minilm/cli.py; this file prints, the library only returns.
 """
 
 from __future__ import annotations
@@ -428,11 +429,12 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                 raise diverged(run, loop_state, f"the training loss is {loss_value}")
             rate = interval_steps * tokens_per_step / (time.perf_counter() - interval_start)  # float() above synced
             interval_start, interval_steps = time.perf_counter(), 0
-            m = mfu(flops_token, rate, peak)
+            utilisation = mfu(flops_token, rate, peak)
+            shown = f" | MFU {100 * utilisation:.1f}%" if utilisation is not None else ""
             elapsed = time.time() - t_start
             eta = (s.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
             run.say(f"step {step:>5} | loss {loss_value:.4f} | lr {lr:.2e} | {rate:,.0f} tok/s"
-                    f"{f' | MFU {100 * m:.1f}%' if m is not None else ''} | {format_eta(elapsed)} elapsed, "
+                    f"{shown} | {format_eta(elapsed)} elapsed, "
                     f"{format_eta(eta)} left")
             if run.master:
                 records.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": rate})
@@ -448,8 +450,9 @@ def finish(run: Run, loop_state: dict, records: list[dict], elapsed: float) -> N
         run.say(f"done: {loop_state['step']} steps in {format_eta(elapsed)}; best val loss "
                 f"{loop_state['best_val_loss']:.4f}; checkpoints in {run.out_dir} (ckpt.pt latest, best.pt best)")
         if s.objective == "clm":
-            run.say(f"val loss over the whole val split ({len(run.val_data):,} tokens): "
-                    f"{full_split_loss(run.raw_model, run.val_data, run.config.max_seq_len, s.batch_size, run.device, run.ctx):.4f}")
+            loss = full_split_loss(run.raw_model, run.val_data, run.config.max_seq_len, s.batch_size, run.device,
+                                   run.ctx)
+            run.say(f"val loss over the whole val split ({len(run.val_data):,} tokens): {loss:.4f}")
         if s.samples:
             show_samples(run.raw_model, run.tokenizer, s, run.device, run.ctx, run.val_data)
     if run.ddp:

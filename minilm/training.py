@@ -292,7 +292,7 @@ def peak_flops(device: str, dtype: torch.dtype) -> float | None:
         name = torch.cuda.get_device_name(torch.device(device)).lower()
         column = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3}[dtype]
         for row in _GPU_PEAKS:
-            if all(s in name for s in row[0]):
+            if all(part in name for part in row[0]):
                 return row[column]
         return None
     if kind == "cpu":
@@ -314,12 +314,11 @@ def format_eta(seconds: float | None) -> str:
     """Compact duration: 42s, 3m05s, 1h02m05s, 2d03h; "?" for unknown/infinite."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "?"
-    s = int(round(seconds))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return f"{d}d{h:02d}h"
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    return f"{m}m{s:02d}s" if m else f"{s}s"
+    days, rest = divmod(int(round(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

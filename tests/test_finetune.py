@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -195,7 +196,13 @@ def test_resume_continues_exactly(workdir, tmp_path):
             "--epochs", "2"]  # 5 batches per epoch: the stop at step 3 is mid-epoch, and the run crosses an epoch
     assert _run(workdir, tmp_path / "full", *args) == 0
     assert _run(workdir, tmp_path / "split", *args, "--stop-after", "3") == 0
+    old = tmp_path / "old"  # the same checkpoint as written before loop_state: its fields at the top of meta
+    shutil.copytree(tmp_path / "split", old)
+    tensors, meta = load_checkpoint(old / "ckpt.pt")
+    loop_state = meta.pop("loop_state")
+    save_checkpoint(old / "ckpt.pt", tensors, {**meta, "best": loop_state["best"], "bad_evals": loop_state["bad_evals"]})
     assert _run(workdir, tmp_path / "split", *args, "--resume") == 0
+    assert _run(workdir, old, *args, "--resume") == 0
 
     def losses(path):
         return [(r["step"], r["loss"]) for r in map(json.loads, (path / "metrics.jsonl").read_text().splitlines())
@@ -203,7 +210,7 @@ def test_resume_continues_exactly(workdir, tmp_path):
 
     full, split = losses(tmp_path / "full"), losses(tmp_path / "split")
     assert [s for s, _ in full] == list(range(1, 9))
-    assert split == full  # bit-identical losses on CPU fp32
+    assert split == full == losses(old)  # bit-identical losses on CPU fp32, old checkpoint format included
     a = load_checkpoint(tmp_path / "full" / "ckpt.pt")[0]["model"]
     b = load_checkpoint(tmp_path / "split" / "ckpt.pt")[0]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("shakespeare_char_prepare", HERE.parent / "shakespeare_char" / "prepare.py")
+_spec = importlib.util.spec_from_file_location("shakespeare_char_prepare",
+                                              HERE.parent / "shakespeare_char" / "prepare.py")
 shakespeare_char = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(shakespeare_char)
 
