@@ -28,7 +28,7 @@ from minilm.metrics import classification_report  # noqa: E402
 
 
 def bow_baseline(data: Path, C: float, seed: int = 0) -> dict:
-    """Fit on train.tsv, score on dev.tsv; returns the classification report and the wall time."""
+    """Fit on train.tsv, score on dev.tsv; returns the classification report, the dev predictions and the wall time."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -41,8 +41,9 @@ def bow_baseline(data: Path, C: float, seed: int = 0) -> dict:
     X_train, X_dev = vec.fit_transform(train_x), vec.transform(dev_x)
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     clf.fit(X_train, train_y)
-    report = classification_report(np.asarray(dev_y), clf.predict(X_dev), ["negative", "positive"])
-    return {"report": report, "time_s": time.time() - t0, "features": X_train.shape[1]}
+    predictions = clf.predict(X_dev)  # (N_dev,) class ids
+    report = classification_report(np.asarray(dev_y), predictions, ["negative", "positive"])
+    return {"report": report, "predictions": predictions, "time_s": time.time() - t0, "features": X_train.shape[1]}
 
 
 def main(argv=None) -> int:
