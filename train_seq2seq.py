@@ -35,10 +35,11 @@ from minilm.seq2seq import EncoderDecoder, Seq2SeqConfig
 from minilm.tokenizer import tokenizer_from_dict
 from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, evaluate, format_eta, get_lr,
                              resolve_device, resolve_dtype, rng_state, set_rng_state, set_seed)
-from minilm.translate import evaluate_split, load_pairs, pair_batch
+from minilm.translate import cross_attention_map, evaluate_split, load_pairs, pair_batch
 
 ROOT = Path(__file__).resolve().parent
 SPLITS = ("train", "val", "test", "unseen")
+ATTENTION_EXAMPLES = ("le 14 juillet 1789", "Wednesday, March 3rd, 1999", "03/04/99", "Mittwoch, 23. September 1964")
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -51,10 +52,10 @@ class Seq2SeqSettings:
                               "faster than 2 (measured: 3x under load 7 on 2 cores)")
     dtype: str = setting("float32", "autocast dtype: auto, float32, bfloat16, float16",
                          choices=["auto", "float32", "bfloat16", "float16"])
-    max_iters: int = setting(2500, "optimizer steps in total")
+    max_iters: int = setting(1500, "optimizer steps in total")
     stop_after: int = setting(0, "stop at this step after writing a checkpoint (0 = run to max_iters); --resume goes on")
     batch_size: int = setting(128, "pairs per step")
-    lr: float = setting(2e-3, "peak learning rate")
+    lr: float = setting(3e-3, "peak learning rate")
     min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
     warmup_iters: int = setting(100, "linear warmup steps")
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay on >= 2-D weights")
@@ -62,7 +63,7 @@ class Seq2SeqSettings:
     beta2: float = setting(0.98, "AdamW beta2 (the paper's section 5.3: 0.98)")
     grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
     label_smoothing: float = setting(0.1, "eps of Eq. 8.7 (the paper's section 5.4: 0.1); 0 = plain cross-entropy")
-    eval_interval: int = setting(500, "evaluate, plot and checkpoint every N steps")
+    eval_interval: int = setting(250, "evaluate, plot and checkpoint every N steps")
     eval_iters: int = setting(4, "val batches per loss estimate")
     eval_pairs: int = setting(500, "val pairs decoded greedily at each evaluation (exact match in the log)")
     log_interval: int = setting(50, "print a progress line every N steps")
@@ -82,9 +83,11 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(max_iters=30, batch_size=16, eval_interval=10, eval_iters=2, eval_pairs=32, log_interval=5,
              warmup_iters=5, lr=3e-3, min_lr=3e-4, beam_size=2, out_dir="out/tiny-seq2seq"),
         dict(d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1)),
-    "dates-seq2seq": (  # >= 99% exact match on the test split in a few minutes on 2 CPU cores (README, "Measured")
+    "dates-seq2seq": (  # >= 99% exact match on the test split within 10 minutes on 2 CPU cores (README, "Measured").
+        # d_model 64 instead of 128: a step costs half as much (measured, batch 128) and the task needs no more; a
+        # trial run with a 2,000-step schedule had 97.2% val exact match at step 750, 98.8% at 1,000, 99.6% at 1,250.
         dict(),
-        dict(d_model=128, n_heads=4, n_enc_layers=2, n_dec_layers=2, gelu="exact", fused_kernels=True)),
+        dict(d_model=64, n_heads=4, n_enc_layers=2, n_dec_layers=2, gelu="exact", fused_kernels=True)),
 }
 DEFAULT_PRESET = "dates-seq2seq"
 
@@ -291,6 +294,9 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
             print(f"{split:<8} {greedy['n']:>6} | {100 * greedy['exact']:>11.2f}% {100 * greedy['char']:>6.2f}% | "
                   f"{100 * beam['exact']:>9.2f}% {100 * beam['char']:>6.2f}%")
         results["eval_seconds"] = time.time() - t_eval
+        model.to("cpu")  # a few cross-attention maps for the lecture's heatmap (lectures/08_encoder_decoder.ipynb)
+        results["attention"] = [cross_attention_map(model, src_tok, tgt_tok, text) for text in ATTENTION_EXAMPLES
+                                if all(c in src_tok.stoi for c in text) and len(text) <= config.max_src_len]
         atomic_write_text(out_dir / "eval.json", json.dumps(results, indent=1))
         print(f"wrote {out_dir / 'eval.json'} (decoding took {format_eta(results['eval_seconds'])})")
     return 0

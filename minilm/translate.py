@@ -148,6 +148,27 @@ def translate(model: EncoderDecoder, src_tok, tgt_tok, sources: list[str], beam_
     return texts
 
 
+@torch.no_grad()
+def cross_attention_map(model: EncoderDecoder, src_tok, tgt_tok, source: str, layer: int = -1) -> dict:
+    """Which source characters each output character reads: translate `source` greedily, re-run the decoder on its
+    own output with the cross-attention weights recorded (Eq. 8.3), average the heads of decoder block `layer`.
+
+    Returns {"source": [chars], "output": [chars + "<eos>"], "weights": (T_out, S) nested lists, rows sum to 1}.
+    """
+    output = translate(model, src_tok, tgt_tok, [source])[0]
+    src = torch.tensor([src_tok.encode(source)])  # (1, S)
+    out_ids = tgt_tok.encode(output) + [tgt_tok.eos_id]
+    tgt_in = torch.tensor([[tgt_tok.bos_id] + out_ids[:-1]])  # (1, T): each row predicts the next output char
+    attn = model.decoder.blocks[layer].cross_attn
+    attn.record_weights = True
+    try:
+        model(src, tgt_in)
+        weights = attn.attn_weights[0].mean(dim=0)  # (H, T, S) -> (T, S)
+    finally:
+        attn.record_weights, attn.attn_weights = False, None
+    return {"source": list(source), "output": list(output) + ["<eos>"], "weights": weights.tolist()}
+
+
 def main(argv=None) -> int:
     p = OneLineParser(prog="python -m minilm.translate", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)

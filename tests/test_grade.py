@@ -38,6 +38,8 @@ SAMPLE_CALLS = {
     "sampling.py::top_p_filter": lambda f: f(torch.randn(2, 5), 0.9),
     "training.py::get_lr": lambda f: f(5, 1.0, 0.1, 10, 100),
     "metrics.py::precision_recall_f1": lambda f: f([0, 1], [0, 1], 2),
+    "seq2seq.py::CrossAttention": lambda cls: cls(_CONFIG)(torch.randn(1, 3, 16), torch.randn(1, 4, 16)),
+    "seq2seq.py::beam_search_step": lambda f: f(torch.randn(1, 2, 5), torch.zeros(1, 2), torch.zeros(1, 2).bool(), 1),
 }
 
 

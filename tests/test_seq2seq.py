@@ -364,3 +364,76 @@ def test_script_smoke_train_evaluate_translate(dates_dir, tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.splitlines()) == 2 and run.stderr == ""
+
+
+# ----------------------------------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def tiny_run(dates_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("seq2seq_run")
+    sys.path.insert(0, str(ROOT))
+    assert _train(FAST + ["--data", str(dates_dir), "--out-dir", str(out), "--max-iters", "2"]) == 0
+    return out
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _decoder_only_checkpoint(path: Path) -> Path:
+    from minilm.checkpoint import save_checkpoint
+    from minilm.config import ModelConfig
+    from minilm.model import CausalLM
+    from minilm.tokenizer import CharTokenizer
+
+    config = ModelConfig(vocab_size=5, max_seq_len=8, d_model=8, n_heads=2, n_layers=1)
+    save_checkpoint(path, {"model": CausalLM(config).state_dict()},
+                    {"kind": "clm", "model_config": config.to_dict(), "tokenizer": CharTokenizer("abcde").to_dict()})
+    return path
+
+
+@pytest.mark.parametrize("case", ["too_long", "out_of_vocabulary", "decoder_only", "missing", "empty"])
+def test_translate_bad_input_is_one_line_and_writes_nothing(case, tiny_run, tmp_path, capsys):
+    from minilm.translate import main as translate_main
+
+    ckpt, source, phrase = str(tiny_run), "3 March 1999", ""
+    if case == "too_long":
+        source, phrase = "3 March 1999 " * 5, "longer than the encoder's context (max_src_len="
+    elif case == "out_of_vocabulary":
+        source, phrase = "3 März 1999 ☃", "outside the model's source vocabulary"
+    elif case == "decoder_only":
+        ckpt, phrase = str(_decoder_only_checkpoint(tmp_path / "gpt.pt")), "'clm' checkpoint, a causal LM"
+    elif case == "missing":
+        ckpt, phrase = str(tmp_path / "nothing-here"), "no checkpoint at"
+    else:
+        source, phrase = "", "the source is empty"
+    before = _snapshot(tiny_run), _snapshot(tmp_path)
+    capsys.readouterr()
+    assert translate_main(["--ckpt", ckpt, "--source", source]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and phrase in err, err
+    assert (_snapshot(tiny_run), _snapshot(tmp_path)) == before
+
+
+@pytest.mark.parametrize("case", ["no_data", "resume_without_run", "existing_run", "dataset_field"])
+def test_train_seq2seq_bad_input_is_one_line_and_writes_nothing(case, dates_dir, tiny_run, tmp_path, capsys):
+    args = FAST + ["--data", str(dates_dir), "--out-dir", str(tmp_path / "new"), "--max-iters", "2"]
+    phrase, code = "", 1
+    if case == "no_data":
+        args, phrase = args + ["--data", str(tmp_path / "absent")], "meta.json not found"
+    elif case == "resume_without_run":
+        args, phrase = args + ["--resume"], "no checkpoint at"
+    elif case == "existing_run":
+        args, phrase = args + ["--out-dir", str(tiny_run)], "already holds a run"
+    else:
+        args, phrase, code = args + ["--src-vocab-size", "9"], "comes from the dataset", 2
+    before = _snapshot(tiny_run), _snapshot(tmp_path)
+    capsys.readouterr()
+    if code == 2:
+        with pytest.raises(SystemExit) as e:
+            _train(args)
+        assert e.value.code == 2
+    else:
+        assert _train(args) == 1
+    out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and phrase in err, err
+    assert (_snapshot(tiny_run), _snapshot(tmp_path)) == before

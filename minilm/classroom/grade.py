@@ -77,6 +77,8 @@ EXERCISES = (
     Exercise("sampling.py", "top_p_filter", "05_model", "Eq. 5.9"),
     Exercise("training.py", "get_lr", "06_training", "Eq. 6.6"),
     Exercise("metrics.py", "precision_recall_f1", "07_finetuning", "Eq. 7.3-7.5"),
+    Exercise("seq2seq.py", "CrossAttention", "08_encoder_decoder", "Eq. 8.3"),
+    Exercise("seq2seq.py", "beam_search_step", "08_encoder_decoder", "Eq. 8.8"),
 )
 BY_KEY = {ex.key: ex for ex in EXERCISES}
 
