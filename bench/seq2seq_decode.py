@@ -3,7 +3,7 @@
     python bench/seq2seq_decode.py [--batch 64] [--repeats 3] [--json bench/results/seq2seq_decode.json]
 
 "With caches": the decoder's self-attention keeps its keys / values in a KVCache (Eq. 3.7) and every block's
-cross-attention keys / values are projected from the encoder output once per source (Eq. 8.9). "Without": each step
+cross-attention keys / values are projected from the encoder output once per source (Eq. 8.10). "Without": each step
 reruns the decoder over the whole prefix and re-projects the memory. The model has the dates-seq2seq preset's shape
 (train_seq2seq.py) with random weights (speed does not depend on what was learned); eos is made unreachable
 (its embedding row is zero, so its logit is 0 and loses to the others) so that every row decodes the full length.

@@ -17,7 +17,7 @@ section 3.2.3), then the MLP. The output projection is tied to the target embedd
 Deviation from the paper: pre-norm blocks, as everywhere in minilm (block.py; lectures/04_block.ipynb), so the
 encoder and the decoder each end with a final LayerNorm; learned positions instead of sinusoids (as GPT-2 and BERT).
 Left out on purpose: shared source/target BPE vocabularies, checkpoint averaging, relative positions.
-Read beside lectures/08_encoder_decoder.ipynb (equations 8.1-8.9).
+Read beside lectures/08_encoder_decoder.ipynb (equations 8.1-8.10).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class CrossAttention(nn.Module):
 
     Two projections instead of self-attention's one: `q_proj` reads the decoder stream x (B, T, D), `kv_proj` the
     encoder output ("memory", B, S, D). Their rows stack to W_Q | W_K | W_V, the layout of PyTorch's
-    nn.MultiheadAttention.in_proj_weight. `project_memory` computes K and V once per source (Eq. 8.9): they do not
+    nn.MultiheadAttention.in_proj_weight. `project_memory` computes K and V once per source (Eq. 8.10): they do not
     change while the target grows. `src_mask` (B, S): 1 = token, 0 = pad; pads are never attended to.
     """
 
@@ -126,7 +126,7 @@ class CrossAttention(nn.Module):
         self.attn_weights: torch.Tensor | None = None  # (B, H, T, S) when record_weights
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder output (B, S, D) -> keys, values (B, H, S, Dh) each (Eq. 8.9: once per source)."""
+        """Encoder output (B, S, D) -> keys, values (B, H, S, Dh) each (Eq. 8.10: once per source)."""
         B, S, D = memory.shape
         k, v = self.kv_proj(memory).split(D, dim=2)  # 2 x (B, S, D)
         return split_heads(k, self.n_heads), split_heads(v, self.n_heads)  # (B, H, S, Dh) each
@@ -258,7 +258,7 @@ class EncoderDecoder(nn.Module):
         return self.encoder(src, src_mask)  # (B, S, D)
 
     def memory_kvs(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every decoder block's cross-attention keys and values, (B, H, S, Dh) each (Eq. 8.9)."""
+        """Every decoder block's cross-attention keys and values, (B, H, S, Dh) each (Eq. 8.10)."""
         return [block.cross_attn.project_memory(memory) for block in self.decoder.blocks]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor | None = None,
@@ -276,7 +276,7 @@ class EncoderDecoder(nn.Module):
 
         beam_size 1 is greedy decoding (argmax at each step); more runs `beam_search`.
         use_cache: the decoder's self-attention reads earlier keys / values from a KVCache (Eq. 3.7) and each
-        block's cross-attention keys / values are computed once per source (Eq. 8.9); without it every step runs
+        block's cross-attention keys / values are computed once per source (Eq. 8.10); without it every step runs
         the decoder over the whole prefix and re-projects the memory, which gives the same ids, slower.
         """
         if beam_size != 1:

@@ -6,7 +6,7 @@
 The checkpoint (written by train_seq2seq.py) carries the model config and both character vocabularies.
 Also here, for train_seq2seq.py, the lecture and the tests: source/target pair arrays of a prepared dataset
 (data/dates/prepare.py) as batches, and exact-match / character accuracy of decoded outputs.
-The model is minilm/seq2seq.py (lectures/08_encoder_decoder.ipynb, Eqs. 8.1-8.9).
+The model is minilm/seq2seq.py (lectures/08_encoder_decoder.ipynb, Eqs. 8.1-8.10).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class CrossAttention(nn.Module):
 
     The constructor is given. Write:
     - `project_memory(memory)`: kv_proj(memory) is (B, S, 2D); split it into K and V and return both with their
-      heads split, (B, H, S, Dh) each. The decoder calls it once per source (Eq. 8.9).
+      heads split, (B, H, S, Dh) each. The decoder calls it once per source (Eq. 8.10).
     - `forward(x, memory, src_mask, memory_kv)`: use `memory_kv` (the pair project_memory returned) when it is
       given, else project `memory`; q_proj(x) with its heads split is Q; attention; merge heads; out_proj.
     Hints: split_heads(t, self.n_heads) and merge_heads(y) from minilm.attention; the mask for

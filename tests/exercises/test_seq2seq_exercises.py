@@ -65,7 +65,7 @@ def test_cross_attention_projects_the_memory_once_and_reuses_it(solution):
     close(v, kv[..., D:].view(2, 5, H, D // H).transpose(1, 2), "project_memory(memory)[1], the values",
           "the last D columns of kv_proj are W_V")
     close(attn(x, None, None, (k, v)), attn(x, memory), "forward with memory_kv=(k, v) against forward with memory",
-          "when memory_kv is given, use it instead of projecting memory (Eq. 8.9: once per source)")
+          "when memory_kv is given, use it instead of projecting memory (Eq. 8.10: once per source)")
 
 
 # ----------------------------------------------------------------------------------------------- beam_search_step
