@@ -251,10 +251,11 @@ class EncoderDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Eq. 8.1: the encoder output H (B, S, D). Raises ValueError for a source longer than max_src_len or ids
-        outside the source vocabulary (Transformer.check_input)."""
-        if src_mask is not None and src_mask.shape != src.shape:
-            raise ValueError(f"src_mask must have the shape of src {tuple(src.shape)}, got {tuple(src_mask.shape)}")
+        """Eq. 8.1: the encoder output H (B, S, D). Text is checked where it is encoded (translate.py's translate);
+        here only the invariants, as asserts."""
+        assert src.shape[1] <= self.config.max_src_len, \
+            f"a source of {src.shape[1]} tokens is longer than the encoder's context max_src_len={self.config.max_src_len}"
+        assert src_mask is None or src_mask.shape == src.shape, f"src_mask must have the shape of src {tuple(src.shape)}"
         return self.encoder(src, src_mask)  # (B, S, D)
 
     def memory_kvs(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -12,6 +12,7 @@ The model is minilm/seq2seq.py (lectures/08_encoder_decoder.ipynb, Eqs. 8.1-8.10
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -77,8 +78,6 @@ def accuracy(pred: torch.Tensor, targets: torch.Tensor, eos_id: int) -> tuple[fl
 def evaluate_split(model: EncoderDecoder, src, tgt, src_pad: int, tgt_pad: int, beam_size: int = 1,
                    batch_size: int = 500, limit: int | None = None, device="cpu", ctx=None) -> dict:
     """Decode a whole split (or its first `limit` pairs): {"exact": .., "char": .., "n": ..}."""
-    import contextlib
-
     N = len(src) if limit is None else min(limit, len(src))
     exact = char = 0.0
     for i in range(0, N, batch_size):
