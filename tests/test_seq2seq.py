@@ -437,3 +437,13 @@ def test_train_seq2seq_bad_input_is_one_line_and_writes_nothing(case, dates_dir,
     out, err = capsys.readouterr()
     assert len(err.strip().splitlines()) == 1 and phrase in err, err
     assert (_snapshot(tiny_run), _snapshot(tmp_path)) == before
+
+
+def test_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    prepare = _load_script(ROOT / "data" / "dates" / "prepare.py", "prepare_dates")
+    assert prepare.main(["--out-dir", str(tmp_path / "d"), "--n-train", "0"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--n-train must be >= 1" in err
+    assert not (tmp_path / "d").exists()
+    assert prepare.main(["--out-dir", str(tmp_path / "d"), "--n-train", "200000"]) == 1
+    assert "distinct dates exist" in capsys.readouterr().err and not (tmp_path / "d").exists()
