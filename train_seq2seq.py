@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minilm.checkpoint import atomic_write_text, check_compatible, load_checkpoint, save_checkpoint
-from minilm.config import OneLineParser, add_dataclass_args, dataclass_from_args, setting
+from minilm.checkpoint import (check_compatible, load_checkpoint, prepare_out_dir, read_metrics, save_checkpoint,
+                               write_metrics)
+from minilm.cli import OneLineParser, add_dataclass_args, dataclass_from_args, run_main, setting
+from minilm.files import atomic_write_text
 from minilm.plots import plot_loss_curves
 from minilm.seq2seq import EncoderDecoder, Seq2SeqConfig
 from minilm.tokenizer import tokenizer_from_dict
@@ -136,31 +138,10 @@ def find_data(data: str) -> Path:
     return path
 
 
-def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} is a file, not a directory: choose another --out-dir")
-    ckpt = out_dir / "ckpt.pt"
-    if resume and not ckpt.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; train without --resume first")
-    if not resume and not overwrite and ckpt.is_file():
-        raise ValueError(f"{out_dir} already holds a run ({ckpt}): pass --resume to continue it, --overwrite to "
-                         f"replace it, or choose another --out-dir")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create --out-dir {out_dir} ({e.strerror}): choose another --out-dir") from None
-
-
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     settings, overrides, preset, debug = parse_settings(argv)
-    try:
-        return train(settings, overrides, preset)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if debug:
-            raise
-        print(f"train_seq2seq.py: error: {e}", file=sys.stderr)
-        return 1
+    return run_main("train_seq2seq.py", lambda: train(settings, overrides, preset), debug)
 
 
 def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
@@ -194,8 +175,7 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
                               "bos_id": tgt_tok.bos_id, "eos_id": tgt_tok.eos_id})
 
     # ---- model, optimizer, checkpoint state --------------------------------------------------------------------
-    out_dir = Path(s.out_dir)
-    check_out_dir(out_dir, s.resume, s.overwrite)
+    out_dir = prepare_out_dir(s.out_dir, s.resume, s.overwrite)
     model = EncoderDecoder(config).to(device)
     optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
     train_gen = torch.Generator().manual_seed(s.seed)
@@ -210,7 +190,7 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
         optimizer.load_state_dict(tensors["optimizer"])
         set_rng_state(tensors["rng"], {"train": train_gen})
         start_step, best_val = old["step"], old["best_val_loss"]
-        records = [r for r in _read_metrics(out_dir) if r["step"] < start_step]
+        records = read_metrics(out_dir, start_step)  # drop lines past the checkpoint
         print(f"resuming {out_dir} at step {start_step} (best val loss so far {best_val:.4f})")
 
     def save(path: Path, step: int, val_loss: float, full: bool) -> None:
@@ -245,7 +225,7 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
             if val_loss < best_val:
                 best_val = val_loss
                 save(out_dir / "best.pt", step, val_loss, full=False)
-            atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            write_metrics(out_dir, records)  # before ckpt.pt: a run killed in between has every record up to it
             save(out_dir / "ckpt.pt", step, val_loss, full=True)
             plot_loss_curves(records, out_dir / "loss.png", title="dates: encoder-decoder")
             interval_start += time.perf_counter() - t_eval
@@ -277,7 +257,7 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
             records.append({"step": step, "train_loss": loss_value, "lr": lr, "steps_per_s": rate})
 
     train_s = time.time() - t_start
-    atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_metrics(out_dir, records)
     print(f"done: {step} steps in {format_eta(train_s)}; best val loss {best_val:.4f}; checkpoints in {out_dir}")
 
     # ---- the end: exact match and character accuracy on every split, greedy and beam ----------------------------
@@ -300,11 +280,6 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
         atomic_write_text(out_dir / "eval.json", json.dumps(results, indent=1))
         print(f"wrote {out_dir / 'eval.json'} (decoding took {format_eta(results['eval_seconds'])})")
     return 0
-
-
-def _read_metrics(out_dir: Path) -> list[dict]:
-    path = out_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 if __name__ == "__main__":

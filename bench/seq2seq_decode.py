@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from minilm.checkpoint import atomic_write_text
+from minilm.files import atomic_write_text
 from minilm.seq2seq import EncoderDecoder, Seq2SeqConfig
 
 

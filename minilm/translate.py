@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from .checkpoint import find_checkpoint, load_checkpoint
-from .config import IGNORE_INDEX, OneLineParser
+from .cli import OneLineParser, run_main
+from .config import IGNORE_INDEX
 from .seq2seq import EncoderDecoder, Seq2SeqConfig
 from .tokenizer import tokenizer_from_dict
 
@@ -177,19 +178,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object per source instead of the text")
     p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     args = p.parse_args(argv)
-    try:
+
+    def work() -> int:
         if args.beam_size < 1:
             raise ValueError(f"--beam-size must be >= 1, got {args.beam_size}")
         model, src_tok, tgt_tok, _ = load_seq2seq(args.ckpt)
         outputs = translate(model, src_tok, tgt_tok, args.source, args.beam_size)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"translate: error: {e}", file=sys.stderr)
-        return 1
-    for source, output in zip(args.source, outputs):
-        print(json.dumps({"source": source, "output": output}, ensure_ascii=False) if args.json else output)
-    return 0
+        for source, output in zip(args.source, outputs):
+            print(json.dumps({"source": source, "output": output}, ensure_ascii=False) if args.json else output)
+        return 0
+
+    return run_main("translate", work, args.debug)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 import numpy as np
 
-from minilm.checkpoint import atomic_write_bytes, atomic_write_text
+from minilm.files import atomic_write_bytes, atomic_write_text
 from minilm.tokenizer import CharTokenizer
 
 HERE = Path(__file__).resolve().parent
