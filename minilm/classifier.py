@@ -5,7 +5,7 @@ et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must sum
   "cls"  the hidden state of the first token (BERT puts a [CLS] token there; bidirectional backbones only),
   "mean" the average over real (non-pad) tokens,
   "last" the hidden state of the last real token (GPT-1's choice: in a causal model only it has seen every token),
-  "pooler" BERT's pooler, tanh(W h_[CLS] + b) (Eq. 7.8), for a backbone that carries its weights (a Hugging Face
+  "pooler" BERT's pooler, tanh(W h_[CLS] + b) (Eq. 5.13), for a backbone that carries its weights (a Hugging Face
          BERT checkpoint saved with them, minilm/pretrained.py); Devlin et al. fine-tune on top of it.
 Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.5).
 
@@ -25,14 +25,11 @@ from .model import Transformer
 POOLINGS = ("cls", "mean", "last", "pooler")
 
 
-def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler: nn.Module | None = None) -> torch.Tensor:
-    """(B, T, D) hidden states -> (B, D) sentence vectors (Eq. 5.4). attention_mask: (B, T), 1 = token, 0 = pad.
-    `pooler`: the backbone's dense layer, for pooling="pooler"."""
+def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, D) hidden states -> (B, D) sentence vectors (Eq. 5.4). attention_mask: (B, T), 1 = token, 0 = pad."""
     B, T, D = h.shape
     if pooling == "cls":
         return h[:, 0]  # (B, D)
-    if pooling == "pooler":
-        return torch.tanh(pooler(h[:, 0]))  # Eq. 7.8: BERT's pooler on the [CLS] state, (B, D)
     m = attention_mask.to(h.dtype)  # (B, T)
     if pooling == "mean":
         return (h * m[:, :, None]).sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, D)
@@ -85,7 +82,10 @@ class SequenceClassifier(nn.Module):
         # A causal backbone already hides later (pad) positions from earlier tokens, so it needs no key mask.
         key_mask = None if self.config.causal else attention_mask
         h = self.backbone(idx, key_mask)  # (B, T, D)
-        pooled = pool(h, attention_mask, self.pooling, self.backbone.pooler)  # Eq. 5.4 (or 7.8): (B, D)
+        if self.pooling == "pooler":  # BERT's pooler: dense + tanh on the [CLS] state (Eq. 5.13), (B, D)
+            pooled = torch.tanh(self.backbone.pooler(h[:, 0]))
+        else:
+            pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.4: (B, D)
         logits = self.head(self.dropout(pooled))  # Eq. 5.5: (B, n_classes)
         loss = None if labels is None else F.cross_entropy(logits.float(), labels)
         return logits, loss

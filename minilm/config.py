@@ -40,8 +40,8 @@ class ModelConfig:
                                 "one-kernel F.layer_norm / F.gelu instead of the hand-written formulas (tested "
                                 "equal): ~25% faster training on a CPU"})
     causal: bool = field(default=True, metadata={"help": "True: GPT-style left-to-right; False: BERT-style bidirectional"})
-    # BERT's encoder (Devlin et al. 2019, section 3; lectures/07_finetuning.ipynb). The defaults are GPT-2's and keep
-    # every earlier model and checkpoint as it was.
+    # BERT's encoder (Devlin et al. 2019, section 3; lectures/05_model.ipynb, section 10). The defaults are GPT-2's
+    # and keep every earlier model and checkpoint as it was.
     norm_position: str = field(default="pre", metadata={"help": "\"pre\": x + Sublayer(LN(x)) and a final LayerNorm "
                                "(GPT-2, Eqs. 4.5-4.6); \"post\": LN(x + Sublayer(x)), no final LayerNorm (the original "
                                "Transformer and BERT, Eq. 4.7)"})

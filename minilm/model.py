@@ -1,8 +1,8 @@
 """One Transformer backbone and two language-model heads: causal (GPT) and masked (BERT).
 
 - `Transformer`: token + learned position embeddings, a stack of pre-norm blocks, a final LayerNorm (Eq. 5.1). BERT's
-  variant is a config away (lectures/07_finetuning.ipynb): post-norm blocks without the final LayerNorm (Eq. 4.7),
-  token-type embeddings and a LayerNorm on the summed embeddings (Eq. 7.7), and the pooler (Eq. 7.8).
+  variant is a config away (lectures/05_model.ipynb, section 10): post-norm blocks without the final LayerNorm
+  (Eq. 4.7), token-type embeddings and a LayerNorm on the summed embeddings (Eq. 5.12), and the pooler (Eq. 5.13).
 - `CausalLM`: next-token prediction, GPT-2 style (Radford et al. 2019, "Language Models are Unsupervised Multitask
   Learners", section 2.3): left-to-right attention, output projection tied to the token embedding (Eq. 5.2; Press &
   Wolf 2017, https://arxiv.org/abs/1608.05859), GPT-2 initialisation (Eq. 5.6), generation with a KV cache.
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .attention import KVCache
 from .block import LayerNorm, TransformerBlock, activation
 from .config import IGNORE_INDEX, ModelConfig
-from .pretrained import load_hf_gpt2
+from .pretrained import load_hf_bert, load_hf_gpt2
 from .sampling import sample_next
 
 
@@ -71,7 +71,7 @@ class Transformer(nn.Module):
         # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head; post-norm blocks
         # end in a LayerNorm already (Eq. 4.7), so BERT has none
         self.norm_f = norm() if config.norm_position == "pre" else None
-        self.pooler = nn.Linear(config.d_model, config.d_model, bias=config.bias) if config.pooler else None  # Eq. 7.8
+        self.pooler = nn.Linear(config.d_model, config.d_model, bias=config.bias) if config.pooler else None  # Eq. 5.13
 
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_caches: list[KVCache] | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,11 +83,11 @@ class Transformer(nn.Module):
         x = self.tok_emb(idx) + self.pos_emb(pos)  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
         if self.type_emb is not None:  # all zeros (sentence A) unless told otherwise, as in BERT
             types = torch.zeros_like(idx) if token_type_ids is None else token_type_ids  # (B, T)
-            x = x + self.type_emb(types)  # Eq. 7.7: + S[s_t], (B, T, D)
+            x = x + self.type_emb(types)  # Eq. 5.12: + S[s_t], (B, T, D)
         else:
             assert token_type_ids is None, "token_type_ids need a model with ModelConfig.type_vocab_size > 0"
         if self.emb_norm is not None:
-            x = self.emb_norm(x)  # Eq. 7.7: BERT normalises the summed embeddings, (B, T, D)
+            x = self.emb_norm(x)  # Eq. 5.12: BERT normalises the summed embeddings, (B, T, D)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, attention_mask, kv_caches[i] if kv_caches else None)  # (B, T, D)
@@ -233,8 +233,6 @@ class MaskedLM(LanguageModel):
     def from_pretrained(cls, path) -> "MaskedLM":
         """Load a local Hugging Face BERT directory (BertForMaskedLM, BertForPreTraining or BertModel; no network):
         post-norm, token types, embedding LayerNorm, exact GELU. See pretrained.py."""
-        from .pretrained import load_hf_bert
-
         return load_hf_bert(cls, path)
 
     def flops_per_token(self, seq_len: int | None = None, mask_prob: float = 1.0) -> int:

@@ -11,10 +11,10 @@ written by `transformers`' `save_pretrained`. Read beside lectures/05_model.ipyn
 
 BERT (Devlin et al. 2019, https://arxiv.org/abs/1810.04805, section 3) differs from minilm's encoder in ways the
 config switches on, rather than in names only: post-norm blocks with no final LayerNorm (Eq. 4.7), token-type
-embeddings and a LayerNorm on the summed embeddings (Eq. 7.7), exact GELU, and a pooler (Eq. 7.8). Its `query`,
+embeddings and a LayerNorm on the summed embeddings (Eq. 5.12), exact GELU, and a pooler (Eq. 5.13). Its `query`,
 `key`, `value` Linears are stacked into our one `qkv_proj`. `BertForMaskedLM`, `BertForPreTraining` (whose
 next-sentence head is dropped: minilm leaves NSP out) and `BertModel` (no MLM head: ours keeps its initialisation)
-load; anything else is refused with a line that says why. Read beside lectures/07_finetuning.ipynb.
+load; anything else is refused with a line that says why. Read beside lectures/05_model.ipynb, section 10.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ def load_hf_bert(cls, path) -> "torch.nn.Module":
         raise ValueError(f"{path}: the MLM head (cls.predictions) is incomplete, missing {head_missing}")
     missing = [m for m in missing if m not in head_missing]  # a BertModel has no MLM head: ours keeps its init
     if missing:
-        raise ValueError(f"{path}: not a complete BERT checkpoint, missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+        more = " ..." if len(missing) > 4 else ""
+        raise ValueError(f"{path}: not a complete BERT checkpoint, missing {missing[:4]}{more}")
     assert not unexpected, f"BERT mapping produced names MaskedLM does not have: {unexpected}"
     return model

@@ -36,6 +36,7 @@ import tiktoken
 
 from minilm import bpe
 from minilm.files import atomic_write_text
+from minilm.wordpiece import WordPieceTokenizer
 
 # Role name -> token string. cls/bos and sep/eos stand in for each other when only one of the pair exists.
 SPECIAL_ROLES = {"pad": "<pad>", "mask": "<mask>", "cls": "<cls>", "sep": "<sep>",
@@ -366,9 +367,7 @@ def tokenizer_from_dict(spec: dict, gpt2_ranks_path: str | os.PathLike | None = 
             raise ValueError("BPE tokenizer dict is inconsistent: 'merges' do not produce 'tokens_b64'")
     elif kind == "gpt2":
         tok = GPT2Tokenizer(gpt2_ranks_path, [n for n in names if n != GPT2_EOT])
-    elif kind == "wordpiece":  # BERT's, in its own file
-        from minilm.wordpiece import WordPieceTokenizer
-
+    elif kind == "wordpiece":  # BERT's, in minilm/wordpiece.py
         tok = WordPieceTokenizer.from_dict(d)
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'bpe', 'gpt2' or 'wordpiece'")

@@ -11,10 +11,10 @@ https://arxiv.org/abs/1810.04805, section 3) applies a fixed vocabulary in two s
 BPE (minilm/bpe.py) learns merges and applies them in the order learned; WordPiece applies only the vocabulary,
 greedily, and never fails on bytes because it has [UNK] instead. lectures/01_tokenizer.ipynb puts the two side by side.
 
-`WordPieceTokenizer` loads a `vocab.txt` (one token per line, id = line number) and shares minilm's tokenizer
-interface (minilm/tokenizer.py): BERT's [PAD] / [UNK] / [CLS] / [SEP] / [MASK] are its pad / unk / cls / sep / mask
-special tokens, at the ids the vocabulary gives them. It gives the same ids as `transformers.BertTokenizer`
-(tests/test_wordpiece.py).
+`WordPieceTokenizer` loads a `vocab.txt` (one token per line, id = line number) and has minilm's tokenizer
+interface (minilm/tokenizer.py, which imports this file to rebuild it from a checkpoint): BERT's [PAD] / [UNK] /
+[CLS] / [SEP] / [MASK] are its pad / unk / cls / sep / mask special tokens, at the ids the vocabulary gives them.
+It gives the same ids as `transformers.BertTokenizer` (tests/test_wordpiece.py).
 
 Left out on purpose: training a WordPiece vocabulary (BERT's was built once by Google's internal tool; BPE is the one
 minilm trains), sentence-pair inputs, offsets, NFC normalisation (Google's reference tokenizer does none either).
@@ -23,11 +23,10 @@ minilm trains), sentence-pair inputs, offsets, NFC normalisation (Google's refer
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from pathlib import Path
 from typing import Iterable
-
-from minilm.tokenizer import Tokenizer
 
 # minilm's role -> BERT's token string
 BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -134,17 +133,18 @@ def wordpiece_word(word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 
 
 
 # ------------------------------------------------------------------------------------------------ the tokenizer
-class WordPieceTokenizer(Tokenizer):
+class WordPieceTokenizer:
     """BERT's tokenizer from a vocab.txt: `encode(text) -> ids` (Eqs. 1.4-1.5), `decode(ids) -> text`.
 
-    lower_case=True for an uncased vocabulary (bert-base-uncased); `accents` as in `basic_tokenize`.
+    lower_case=True for an uncased vocabulary (bert-base-uncased); `accents` as in `basic_tokenize`. The interface is
+    minilm/tokenizer.py's (that module rebuilds this one from a checkpoint), but the special tokens are simpler:
+    BERT's five are already in the vocabulary, and there are no others.
     """
 
     kind = "wordpiece"
-    _aliases = BERT_SPECIALS
 
     def __init__(self, vocab: Iterable[str], lower_case: bool = True, accents: bool | None = None,
-                 split_cjk: bool = True, special_tokens: Iterable[str] = ()):
+                 split_cjk: bool = True):
         self.vocab = list(vocab)
         self.lower_case, self.accents, self.split_cjk = bool(lower_case), accents, bool(split_cjk)
         self.token_to_id = {tok: i for i, tok in enumerate(self.vocab)}
@@ -162,8 +162,7 @@ class WordPieceTokenizer(Tokenizer):
                                  f"{', '.join(repr(t) for t in cased[:3])}) but lower_case is on, so none of them "
                                  f"could ever be produced: this is a cased checkpoint; load it with "
                                  f"do_lower_case false (tokenizer_config.json)")
-        self._builtin = {t: self.token_to_id[t] for t in BERT_SPECIALS.values()}  # inside the vocabulary
-        super().__init__(special_tokens)
+        self.special_tokens = {t: self.token_to_id[t] for t in BERT_SPECIALS.values()}  # [PAD] -> 0, ...
 
     @classmethod
     def from_file(cls, vocab_file, **kw) -> "WordPieceTokenizer":
@@ -199,17 +198,45 @@ class WordPieceTokenizer(Tokenizer):
                                  f"{tok.pad_id}: the vocabulary does not belong to this model")
         return tok
 
-    @property
-    def base_vocab_size(self) -> int:
-        return len(self.vocab)
+    # minilm's special-token roles (minilm/tokenizer.py): cls stands in for bos and sep for eos, as there
+    vocab_size = property(lambda self: len(self.vocab))
+    pad_id = property(lambda self: self.special_tokens["[PAD]"])
+    unk_id = property(lambda self: self.special_tokens["[UNK]"])
+    cls_id = bos_id = property(lambda self: self.special_tokens["[CLS]"])
+    sep_id = eos_id = property(lambda self: self.special_tokens["[SEP]"])
+    mask_id = property(lambda self: self.special_tokens["[MASK]"])
+    special_ids = property(lambda self: sorted(self.special_tokens.values()))
+
+    def _special(self, name: str) -> str:
+        """A role ('cls', also 'bos' / 'eos') or a token string ('[CLS]') -> the token string."""
+        token = BERT_SPECIALS.get({"bos": "cls", "eos": "sep"}.get(name, name), name)
+        if token not in self.special_tokens:
+            raise ValueError(f"unknown special token {name!r}: BERT has {list(self.special_tokens)} (roles "
+                             f"{sorted(BERT_SPECIALS)})")
+        return token
+
+    def with_special_tokens(self, names: Iterable[str]) -> "WordPieceTokenizer":
+        """Itself: the special tokens train.py and finetune.py ask for are all in BERT's vocabulary already."""
+        for name in [names] if isinstance(names, str) else names:
+            self._special(name)  # raises for a token BERT does not have
+        return self
 
     def tokenize(self, text: str) -> list[str]:
         """Text -> word-piece strings (Eqs. 1.4-1.5), e.g. 'Unaffable!' -> ['un', '##aff', '##able', '!']."""
         return [p for w in basic_tokenize(text, self.lower_case, self.accents, self.split_cjk)
                 for p in wordpiece_word(w, self.token_to_id)]
 
-    def _encode_ordinary(self, text: str, offset: int) -> list[int]:
-        return [self.token_to_id[p] for p in self.tokenize(text)]
+    def encode(self, text: str, allowed_special: Iterable[str] | str = ()) -> list[int]:
+        """Text -> ids. '[CLS]' in the text is plain text (brackets and letters) unless `allowed_special` names it
+        ('cls' or '[CLS]'), or is "all"; BERT's own tokenizer reads every special string as the special token."""
+        names = list(self.special_tokens) if allowed_special == "all" else \
+            [self._special(n) for n in ([allowed_special] if isinstance(allowed_special, str) else allowed_special)]
+        if not names:
+            return [self.token_to_id[p] for p in self.tokenize(text)]
+        ids = []
+        for k, part in enumerate(re.split("(" + "|".join(map(re.escape, names)) + ")", text)):
+            ids.extend([self.special_tokens[part]] if k % 2 else self.encode(part))  # odd parts: the specials
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """Pieces joined by spaces, '##' continuations glued on, then the spaces before . , ! ? and inside English
@@ -219,8 +246,8 @@ class WordPieceTokenizer(Tokenizer):
         for i in ids:
             i = int(i)
             if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside this wordpiece tokenizer's vocabulary [0, {self.vocab_size})")
-            out.append(self.vocab[i] if i < len(self.vocab) else self._id_to_special[i])
+                raise ValueError(f"token id {i} is outside this WordPiece vocabulary [0, {self.vocab_size})")
+            out.append(self.vocab[i])
         text = " ".join(out).replace(" ##", "").strip()
         for dirty, clean in CLEANUP:
             text = text.replace(dirty, clean)
@@ -233,7 +260,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, d: dict) -> "WordPieceTokenizer":
-        specials = d.get("special_tokens", {})  # {token: id} from to_dict, or a list from with_special_tokens
-        names = sorted(specials, key=specials.get) if isinstance(specials, dict) else list(specials)
-        extra = [t for t in names if t not in BERT_SPECIALS.values()]
-        return cls(d["vocab"], d.get("lower_case", True), d.get("accents"), d.get("split_cjk", True), extra)
+        return cls(d["vocab"], d.get("lower_case", True), d.get("accents"), d.get("split_cjk", True))
+
+    def __repr__(self) -> str:
+        return f"WordPieceTokenizer(vocab_size={self.vocab_size}, lower_case={self.lower_case})"

@@ -80,6 +80,8 @@ def test_special_roles_sit_where_the_vocabulary_puts_them(vocab_files):
     assert ours.vocab_size == len(UNCASED)
     same = ours.with_special_tokens(["pad", "mask", "cls", "sep"])  # what train.py / finetune.py ask for: no change
     assert same.special_tokens == ours.special_tokens and same.vocab_size == ours.vocab_size
+    with pytest.raises(ValueError, match="unknown special token"):
+        ours.with_special_tokens(["<extra>"])  # BERT's five are all there is
     back = tokenizer_from_dict(json.loads(json.dumps(ours.to_dict())))  # a checkpoint's JSON metadata
     assert isinstance(back, WordPieceTokenizer) and back.encode(TEXTS[0]) == ours.encode(TEXTS[0])
 
