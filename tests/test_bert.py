@@ -101,6 +101,26 @@ def test_bert_for_pretraining_loads_without_its_nsp_head(tmp_path):
     assert (got - ref)[mask.bool()].abs().max().item() < 1e-4
 
 
+def test_original_checkpoint_names_load(tmp_path):
+    """bert-base-uncased's own pytorch_model.bin predates `save_pretrained`: LayerNorm.gamma / .beta, a position_ids
+    buffer, the tied decoder stored twice."""
+    hf = _tiny(transformers.BertForPreTraining, seed=4)
+    _save(hf, tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    sd = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+          for k, v in hf.state_dict().items()}
+    sd["bert.embeddings.position_ids"] = torch.arange(T)[None]
+    sd["cls.predictions.decoder.weight"] = hf.bert.embeddings.word_embeddings.weight.detach().clone()
+    sd["cls.predictions.decoder.bias"] = hf.cls.predictions.bias.detach().clone()
+    torch.save(sd, tmp_path / "pytorch_model.bin")
+    ours = MaskedLM.from_pretrained(tmp_path).eval()
+    idx, mask, types = _inputs()
+    with torch.no_grad():
+        ref = hf(idx, attention_mask=mask, token_type_ids=types).prediction_logits
+        got, _ = ours(idx, attention_mask=mask, token_type_ids=types)
+    assert (got - ref)[mask.bool()].abs().max().item() < 1e-4
+
+
 def test_post_norm_block_equals_pytorch_encoder_layer():
     cfg = ModelConfig(vocab_size=11, max_seq_len=16, d_model=32, n_heads=4, n_layers=1, d_ff=48, gelu="exact",
                       norm_eps=1e-12, causal=False, norm_position="post")
