@@ -368,7 +368,7 @@ def tokenizer_from_dict(spec: dict, gpt2_ranks_path: str | os.PathLike | None = 
     elif kind == "gpt2":
         tok = GPT2Tokenizer(gpt2_ranks_path, [n for n in names if n != GPT2_EOT])
     elif kind == "wordpiece":  # BERT's, in minilm/wordpiece.py
-        tok = WordPieceTokenizer.from_dict(d)
+        tok = WordPieceTokenizer.from_dict(spec)
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'bpe', 'gpt2' or 'wordpiece'")
     if isinstance(specials, dict) and specials and tok.special_tokens != specials:
