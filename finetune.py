@@ -3,6 +3,7 @@
     python finetune.py --init out/imdb-mlm                                  # a train.py run (masked or causal LM)
     python finetune.py --init scratch --like out/imdb-mlm --out-dir out/sst2-scratch   # same model, random weights
     python finetune.py --init hf-gpt2:PATH --gpt2-ranks PATH/TO/gpt2.tiktoken   # a local HF GPT-2 folder
+    python finetune.py --init hf-bert:PATH                                  # a local HF BERT folder (preset bert)
     python finetune.py --init out/imdb-mlm --freeze-backbone --out-dir out/sst2-probe  # linear probe
     python finetune.py --ckpt out/sst2 --predict "a gorgeous, witty film"    # label and probability
     python finetune.py --init out/imdb-mlm --train my.csv --dev my_dev.csv --text-column review --label-column stars
@@ -52,16 +53,19 @@ from minilm.tokenizer import GPT2Tokenizer, tokenizer_from_dict
 from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, format_eta, get_lr,
                              get_lr_linear, make_grad_scaler, maybe_compile, resolve_device, resolve_dtype,
                              rng_state, set_rng_state, set_seed)
+from minilm.wordpiece import WordPieceTokenizer
 
 ROOT = Path(__file__).resolve().parent
 HF_GPT2 = "hf-gpt2:"
+HF_BERT = "hf-bert:"
 
 
 # ------------------------------------------------------------------------------------------------------ settings
 @dataclass
 class FinetuneSettings:
     init: str = setting("", "what to start from: a train.py run directory or checkpoint file (masked or causal LM), "
-                        "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), or scratch (with --like)")
+                        "hf-gpt2:PATH (a local Hugging Face GPT-2 folder), hf-bert:PATH (a local Hugging Face BERT "
+                        "folder with vocab.txt), or scratch (with --like)")
     like: str = setting("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
     gpt2_ranks: str = setting("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
     data: str = setting("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
@@ -114,21 +118,28 @@ class FinetuneSettings:
     debug: bool = setting(False, "show full tracebacks instead of one-line errors")
 
 
-# Named presets. "sst2" (the default) is the recipe's fine-tuning budget, the same for every --init.
+# Named presets. "sst2" (the default) is the recipe's fine-tuning budget, the same for every minilm --init.
 PRESETS: dict[str, dict] = {
     "sst2": dict(epochs=1, batch_size=32, lr=5e-4, warmup=0.06, eval_interval=500, log_interval=100),
     "tiny": dict(epochs=1, batch_size=16, lr=1e-3, max_train_rows=300, log_interval=5, out_dir="out/sst2-tiny"),
+    # BERT's own fine-tuning recipe, the default for --init hf-bert: batch 32, lr 2e-5, 3 epochs (Devlin et al. 2019,
+    # appendix A.3, from their grid {16, 32} x {5e-5, 3e-5, 2e-5} x {2, 3, 4}); Adam beta2 0.999 and weight decay
+    # 0.01 (appendix A.2); linear warmup over the first 10% of steps (warmup_proportion=0.1 in Google's
+    # run_classifier.py), then linear decay to 0.
+    "bert": dict(epochs=3, batch_size=32, lr=2e-5, warmup=0.1, beta2=0.999, weight_decay=0.01, eval_interval=500,
+                 log_interval=100, out_dir="out/sst2-bert"),
 }
 DEFAULT_PRESET = "sst2"
 
 
 def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:
     p = OneLineParser(prog="finetune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"named settings (default: {DEFAULT_PRESET}); flags override it")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help=f"named settings (default: bert for --init hf-bert, else {DEFAULT_PRESET}); flags override it")
     add_dataclass_args(p, FinetuneSettings, group_title="fine-tuning")
     args = p.parse_args(argv)
-    return dataclass_from_args(FinetuneSettings, args, PRESETS[args.preset]), args.preset
+    preset = args.preset or ("bert" if (args.init or "").startswith(HF_BERT) else DEFAULT_PRESET)
+    return dataclass_from_args(FinetuneSettings, args, PRESETS[preset]), preset
 
 
 def check_settings(s: FinetuneSettings) -> None:
@@ -156,14 +167,21 @@ def main(argv=None) -> int:
 def load_backbone(init: str, like: str = "", gpt2_ranks: str = "") -> tuple[torch.nn.Module, object, str]:
     """(language model, tokenizer, description) for --init; the LM's .backbone is what the classifier keeps."""
     if not init:
-        raise ValueError("--init is required: a train.py run directory (e.g. out/imdb-mlm), hf-gpt2:PATH, or "
-                         "scratch --like DIR (or --ckpt DIR --predict TEXT to use a fine-tuned model)")
+        raise ValueError("--init is required: a train.py run directory (e.g. out/imdb-mlm), hf-gpt2:PATH, "
+                         "hf-bert:PATH, or scratch --like DIR (or --ckpt DIR --predict TEXT to use a fine-tuned model)")
     if init.startswith(HF_GPT2):
         path = Path(init[len(HF_GPT2):])
         if not path.is_dir():
             raise FileNotFoundError(f"--init {init}: {path} is not a directory; pass hf-gpt2:PATH with the folder "
                                     f"written by transformers' GPT2LMHeadModel.save_pretrained")
         return CausalLM.from_pretrained(path), GPT2Tokenizer(gpt2_ranks or None), f"Hugging Face GPT-2 {path}"
+    if init.startswith(HF_BERT):
+        path = Path(init[len(HF_BERT):])
+        if not path.is_dir():
+            raise FileNotFoundError(f"--init {init}: {path} is not a directory; pass hf-bert:PATH with the folder of a "
+                                    f"Hugging Face BERT checkpoint (config.json, model.safetensors, vocab.txt)")
+        tokenizer = WordPieceTokenizer.from_pretrained(path)  # first: a missing vocab.txt is the likelier mistake
+        return MaskedLM.from_pretrained(path), tokenizer, f"Hugging Face BERT {path}"
     if init == "scratch":
         if not like:
             raise ValueError("--init scratch needs --like DIR: the train.py run whose architecture and tokenizer "

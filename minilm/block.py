@@ -7,7 +7,8 @@ Deviation from the textbook: the original Transformer (Vaswani et al. 2017, sect
 x = LN(x + Sublayer(x)) (Eq. 4.7). GPT-2 (Radford et al. 2019, section 2.3) and almost every model since put the norm
 *before* each sublayer, x = x + Sublayer(LN(x)) (Eqs. 4.5-4.6), which keeps an identity path from input to output and
 trains stably without warmup tricks (Xiong et al. 2020, https://arxiv.org/abs/2002.04745). This file implements
-pre-norm; lectures/04_block.ipynb derives both and compares them.
+pre-norm by default; `ModelConfig(norm_position="post")` gives the post-norm block of the original Transformer and
+BERT, so that BERT's weights load (minilm/pretrained.py). lectures/04_block.ipynb derives both and compares them.
 
 Left out on purpose: RMSNorm, SwiGLU, parallel attention/MLP blocks.
 """
@@ -99,10 +100,12 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual block: x + Attn(LN(x)), then x + MLP(LN(x)) (Eqs. 4.5-4.6)."""
+    """Pre-norm residual block: x + Attn(LN(x)), then x + MLP(LN(x)) (Eqs. 4.5-4.6); with
+    `config.norm_position == "post"`, BERT's post-norm block: LN(x + Attn(x)), then LN(x + MLP(x)) (Eq. 4.7)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        self.post_norm = config.norm_position == "post"
         self.norm1 = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
         self.attn = MultiHeadAttention(config)
         self.norm2 = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
@@ -110,6 +113,9 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
+        if self.post_norm:  # the original Transformer and BERT: the norm comes after each residual add
+            x = self.norm1(x + self.attn(x, attention_mask, kv_cache))  # Eq. 4.7, attention sublayer: (B, T, D)
+            return self.norm2(x + self.mlp(x))  # Eq. 4.7, MLP sublayer: (B, T, D)
         # Pre-norm (GPT-2), not the paper's post-norm LN(x + Sublayer(x)) of Eq. 4.7: see the module docstring.
         x = x + self.attn(self.norm1(x), attention_mask, kv_cache)  # Eq. 4.5: (B, T, D)
         x = x + self.mlp(self.norm2(x))  # Eq. 4.6: (B, T, D)

@@ -4,7 +4,9 @@ This is the fine-tuning half of "pretrain, then fine-tune" (GPT-1: Radford et al
 et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must summarise the sentence (Eq. 5.4):
   "cls"  the hidden state of the first token (BERT puts a [CLS] token there; bidirectional backbones only),
   "mean" the average over real (non-pad) tokens,
-  "last" the hidden state of the last real token (GPT-1's choice: in a causal model only it has seen every token).
+  "last" the hidden state of the last real token (GPT-1's choice: in a causal model only it has seen every token),
+  "pooler" BERT's pooler, tanh(W h_[CLS] + b) (Eq. 5.13), for a backbone that carries its weights (a Hugging Face
+         BERT checkpoint saved with them, minilm/pretrained.py); Devlin et al. fine-tune on top of it.
 Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.5).
 
 Padding never changes a prediction: pad keys are masked in attention (bidirectional), can only be seen by later pad
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from .model import Transformer
 
-POOLINGS = ("cls", "mean", "last")
+POOLINGS = ("cls", "mean", "last", "pooler")
 
 
 def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -52,6 +54,10 @@ class SequenceClassifier(nn.Module):
         if pooling == "cls" and causal:
             raise ValueError("pooling='cls' needs a bidirectional backbone: in a causal model the first token "
                              "sees nothing after it; use pooling='last' or 'mean'")
+        if pooling == "pooler" and getattr(backbone, "pooler", None) is None:
+            raise ValueError("pooling='pooler' needs a backbone with BERT's pooler weights (a Hugging Face BERT "
+                             "checkpoint that has pooler.dense, e.g. bert-base-uncased; BertForMaskedLM saves none): "
+                             "use pooling='cls'")
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.config = backbone.config
@@ -76,7 +82,10 @@ class SequenceClassifier(nn.Module):
         # A causal backbone already hides later (pad) positions from earlier tokens, so it needs no key mask.
         key_mask = None if self.config.causal else attention_mask
         h = self.backbone(idx, key_mask)  # (B, T, D)
-        pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.4: (B, D)
+        if self.pooling == "pooler":  # BERT's pooler: dense + tanh on the [CLS] state (Eq. 5.13), (B, D)
+            pooled = torch.tanh(self.backbone.pooler(h[:, 0]))
+        else:
+            pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.4: (B, D)
         logits = self.head(self.dropout(pooled))  # Eq. 5.5: (B, n_classes)
         loss = None if labels is None else F.cross_entropy(logits.float(), labels)
         return logits, loss

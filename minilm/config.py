@@ -40,6 +40,17 @@ class ModelConfig:
                                 "one-kernel F.layer_norm / F.gelu instead of the hand-written formulas (tested "
                                 "equal): ~25% faster training on a CPU"})
     causal: bool = field(default=True, metadata={"help": "True: GPT-style left-to-right; False: BERT-style bidirectional"})
+    # BERT's encoder (Devlin et al. 2019, section 3; lectures/05_model.ipynb, section 10). The defaults are GPT-2's
+    # and keep every earlier model and checkpoint as it was.
+    norm_position: str = field(default="pre", metadata={"help": "\"pre\": x + Sublayer(LN(x)) and a final LayerNorm "
+                               "(GPT-2, Eqs. 4.5-4.6); \"post\": LN(x + Sublayer(x)), no final LayerNorm (the original "
+                               "Transformer and BERT, Eq. 4.7)"})
+    type_vocab_size: int = field(default=0, metadata={"help": "token-type (segment) embeddings added to the input: "
+                                 "BERT's sentence A / B (2); 0 = none"})
+    embed_norm: bool = field(default=False, metadata={"help": "LayerNorm on the summed embeddings before the first "
+                             "block (BERT)"})
+    pooler: bool = field(default=False, metadata={"help": "BERT's pooler, dense + tanh on the first token's hidden "
+                         "state, kept in the backbone for the classifier's 'pooler' pooling"})
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
@@ -61,6 +72,11 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.init_std must be > 0, got {self.init_std!r}")
         if self.gelu not in ("tanh", "exact"):
             raise ValueError(f"ModelConfig.gelu must be 'tanh' or 'exact', got {self.gelu!r}")
+        if self.norm_position not in ("pre", "post"):
+            raise ValueError(f"ModelConfig.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        if not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool) or self.type_vocab_size < 0:
+            raise ValueError(f"ModelConfig.type_vocab_size must be an integer >= 0 (0 = no token types), "
+                             f"got {self.type_vocab_size!r}")
         if self.attn_impl not in ("manual", "sdpa"):
             raise ValueError(f"ModelConfig.attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
 

@@ -1,14 +1,17 @@
 """One Transformer backbone and two language-model heads: causal (GPT) and masked (BERT).
 
-- `Transformer`: token + learned position embeddings, a stack of pre-norm blocks, a final LayerNorm (Eq. 5.1).
+- `Transformer`: token + learned position embeddings, a stack of pre-norm blocks, a final LayerNorm (Eq. 5.1). BERT's
+  variant is a config away (lectures/05_model.ipynb, section 10): post-norm blocks without the final LayerNorm
+  (Eq. 4.7), token-type embeddings and a LayerNorm on the summed embeddings (Eq. 5.12), and the pooler (Eq. 5.13).
 - `CausalLM`: next-token prediction, GPT-2 style (Radford et al. 2019, "Language Models are Unsupervised Multitask
   Learners", section 2.3): left-to-right attention, output projection tied to the token embedding (Eq. 5.2; Press &
   Wolf 2017, https://arxiv.org/abs/1608.05859), GPT-2 initialisation (Eq. 5.6), generation with a KV cache.
 - `MaskedLM`: BERT's masked-token prediction (Devlin et al. 2019, https://arxiv.org/abs/1810.04805, section 3.1):
   bidirectional attention and BERT's MLM head (dense, GELU, LayerNorm, tied decoder + bias; Eq. 5.3).
-The classification head lives in classifier.py, sampling rules in sampling.py, GPT-2 weight loading in pretrained.py.
+The classification head lives in classifier.py, sampling rules in sampling.py, GPT-2 and BERT weight loading in
+pretrained.py.
 
-Left out on purpose: BERT's segment embeddings and next-sentence prediction (RoBERTa showed NSP does not help),
+Left out on purpose: BERT's next-sentence prediction head (RoBERTa showed NSP does not help),
 dropout variants, mixture of experts. Read beside lectures/05_model.ipynb.
 """
 
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from .attention import KVCache
 from .block import LayerNorm, TransformerBlock, activation
 from .config import IGNORE_INDEX, ModelConfig
-from .pretrained import load_hf_gpt2
+from .pretrained import load_hf_bert, load_hf_gpt2
 from .sampling import sample_next
 
 
@@ -48,29 +51,47 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class Transformer(nn.Module):
-    """Embeddings -> n_layers pre-norm blocks -> final LayerNorm. Returns hidden states (B, T, D)."""
+    """Embeddings -> n_layers pre-norm blocks -> final LayerNorm. Returns hidden states (B, T, D).
+
+    BERT (norm_position="post", type_vocab_size=2, embed_norm=True, pooler=True): embeddings + token types -> LayerNorm
+    -> post-norm blocks, no final LayerNorm; `pooler` is BERT's dense + tanh, used only by the classifier."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)  # E: (V, D)
         self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (max_seq_len, D), learned (GPT-2, BERT)
+        norm = lambda: LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)  # noqa: E731
+        # BERT only (None otherwise, so earlier checkpoints keep their names): S, a table of segment vectors (sentence
+        # A / B), and a LayerNorm on the summed embeddings
+        self.type_emb = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
+        self.emb_norm = norm() if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
-        # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head
-        self.norm_f = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
+        # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head; post-norm blocks
+        # end in a LayerNorm already (Eq. 4.7), so BERT has none
+        self.norm_f = norm() if config.norm_position == "pre" else None
+        self.pooler = nn.Linear(config.d_model, config.d_model, bias=config.bias) if config.pooler else None  # Eq. 5.13
 
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                kv_caches: list[KVCache] | None = None) -> torch.Tensor:
+                kv_caches: list[KVCache] | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         past = kv_caches[0].length if kv_caches else 0  # positions already in the cache
         B, T = idx.shape
         assert past + T <= self.config.max_seq_len, \
             f"cannot forward {past + T} positions: the context is max_seq_len={self.config.max_seq_len}"
         pos = torch.arange(past, past + T, device=idx.device)  # (T,) absolute positions
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
+        x = self.tok_emb(idx) + self.pos_emb(pos)  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
+        if self.type_emb is not None:  # all zeros (sentence A) unless told otherwise, as in BERT
+            types = torch.zeros_like(idx) if token_type_ids is None else token_type_ids  # (B, T)
+            x = x + self.type_emb(types)  # Eq. 5.12: + S[s_t], (B, T, D)
+        else:
+            assert token_type_ids is None, "token_type_ids need a model with ModelConfig.type_vocab_size > 0"
+        if self.emb_norm is not None:
+            x = self.emb_norm(x)  # Eq. 5.12: BERT normalises the summed embeddings, (B, T, D)
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, attention_mask, kv_caches[i] if kv_caches else None)  # (B, T, D)
-        return self.norm_f(x)  # (B, T, D)
+        return x if self.norm_f is None else self.norm_f(x)  # (B, T, D)
 
 
 def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
@@ -195,11 +216,11 @@ class MaskedLM(LanguageModel):
         init_weights(self, config.n_layers, config.init_std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None):
+                attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None):
         """Without targets: logits at every position, (B, T, V). With targets: the loss (Eq. 2.3) and the logits of
         the N selected positions only, (N, V) in row-major order of `targets != IGNORE_INDEX`. The loss reads nothing
         else, so the head (its D x V decoder is the largest matmul of a small model) runs on ~15% of the positions."""
-        h = self.backbone(idx, attention_mask)  # (B, T, D)
+        h = self.backbone(idx, attention_mask, token_type_ids=token_type_ids)  # (B, T, D)
         if targets is not None:
             selected = targets != IGNORE_INDEX  # (B, T)
             h, targets = h[selected], targets[selected]  # (N, D), (N,)
@@ -207,6 +228,12 @@ class MaskedLM(LanguageModel):
         logits = self.decoder(z) + self.decoder_bias  # Eq. 5.3: (B, T, V) or (N, V)
         loss = None if targets is None else masked_lm_loss(logits, targets)
         return logits, loss
+
+    @classmethod
+    def from_pretrained(cls, path) -> "MaskedLM":
+        """Load a local Hugging Face BERT directory (BertForMaskedLM, BertForPreTraining or BertModel; no network):
+        post-norm, token types, embedding LayerNorm, exact GELU. See pretrained.py."""
+        return load_hf_bert(cls, path)
 
     def flops_per_token(self, seq_len: int | None = None, mask_prob: float = 1.0) -> int:
         """Eq. 5.11 with the head (dense, LayerNorm, decoder E^T + b) counted at the fraction `mask_prob` of positions

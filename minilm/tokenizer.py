@@ -17,7 +17,9 @@ section 3) are requested by role, the same way for every kind: `special_tokens=(
 or `tok.with_special_tokens([...])`. They get ids after the base vocabulary, `encode` never produces them from
 plain text unless `allowed_special` names them, and `decode` turns them back into their strings.
 
-Left out on purpose: Unicode normalisation, lower-casing, WordPiece / SentencePiece.
+BERT's WordPiece (lower-casing, accent stripping, greedy longest-match-first) lives in minilm/wordpiece.py.
+
+Left out on purpose: Unicode normalisation and lower-casing (outside WordPiece), SentencePiece.
 Explained in lectures/01_tokenizer.ipynb.
 """
 
@@ -34,6 +36,7 @@ import tiktoken
 
 from minilm import bpe
 from minilm.files import atomic_write_text
+from minilm.wordpiece import WordPieceTokenizer
 
 # Role name -> token string. cls/bos and sep/eos stand in for each other when only one of the pair exists.
 SPECIAL_ROLES = {"pad": "<pad>", "mask": "<mask>", "cls": "<cls>", "sep": "<sep>",
@@ -364,8 +367,10 @@ def tokenizer_from_dict(spec: dict, gpt2_ranks_path: str | os.PathLike | None = 
             raise ValueError("BPE tokenizer dict is inconsistent: 'merges' do not produce 'tokens_b64'")
     elif kind == "gpt2":
         tok = GPT2Tokenizer(gpt2_ranks_path, [n for n in names if n != GPT2_EOT])
+    elif kind == "wordpiece":  # BERT's, in minilm/wordpiece.py
+        tok = WordPieceTokenizer.from_dict(spec)
     else:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'bpe' or 'gpt2'")
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'bpe', 'gpt2' or 'wordpiece'")
     if isinstance(specials, dict) and specials and tok.special_tokens != specials:
         raise ValueError(f"special token ids {specials} do not match the rebuilt tokenizer's {tok.special_tokens}")
     return tok

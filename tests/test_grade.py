@@ -24,6 +24,7 @@ _CONFIG = ModelConfig(vocab_size=11, max_seq_len=8, d_model=16, n_heads=2, n_lay
 SAMPLE_CALLS = {
     "bpe.py::get_pair_counts": lambda f: f([1, 2, 3]),
     "bpe.py::merge": lambda f: f([1, 2, 3], (1, 2), 4),
+    "wordpiece.py::wordpiece_word": lambda f: f("unaffable", {"un", "##aff", "##able"}),
     "data.py::mask_tokens": lambda f: f(torch.randint(4, 20, (2, 8)), 3, 20, [0, 1, 2], torch.Generator()),
     "attention.py::causal_mask": lambda f: f(4),
     "attention.py::split_heads": lambda f: f(torch.randn(1, 3, 8), 2),

@@ -63,6 +63,7 @@ class Exercise:
 EXERCISES = (
     Exercise("bpe.py", "get_pair_counts", "01_tokenizer", "Eq. 1.1"),
     Exercise("bpe.py", "merge", "01_tokenizer", "Eq. 1.2"),
+    Exercise("wordpiece.py", "wordpiece_word", "01_tokenizer", "Eq. 1.5"),
     Exercise("data.py", "mask_tokens", "02_data", "Eq. 2.4"),
     Exercise("attention.py", "causal_mask", "03_attention", "Eq. 3.2"),
     Exercise("attention.py", "split_heads", "03_attention", "Eq. 3.6"),
