@@ -6,8 +6,9 @@ or uint32 when the vocabulary exceeds 65,535), read with `np.memmap` so a corpus
 Datasets of separate documents (IMDB reviews) also have `<split>_docs.bin`: int64 (start, end) per document.
 
 - Causal LM (GPT-2 paper, Radford et al. 2019, section 2): the next-token factorisation
-  Eq. 2.1  p(x_1..x_T) = prod_t p(x_t | x_<t),  trained with  Eq. 2.2  L = -(1/T) sum_t log p(x_t | x_<t),
-  so a batch is a random window x = data[i : i+T] and its shift y = data[i+1 : i+T+1].
+  Eq. 2.1  p(x_1..x_T) = prod_t p(x_t | x_<t),  trained with  Eq. 2.2  L = -(1/N) sum_{b,t} log p(x_{b,t+1} | x_{b,<=t})
+  over the N targets that are not IGNORE_INDEX (p(x_1) is never computed: every target has a context), so a
+  batch is a random window x = data[i : i+T] and its shift y = data[i+1 : i+T+1].
 - Masked LM (BERT, Devlin et al. 2019, https://arxiv.org/abs/1810.04805, section 3.1):
   Eq. 2.3  L = -(1/|M|) sum_{i in M} log p(x_i | x_{\\M}), over a random set M of 15% of the (non-special,
   non-pad) positions, where (Eq. 2.4) each selected token becomes <mask> with prob. 0.8, a random non-special

@@ -13,7 +13,7 @@ def test_top_k_keeps_the_k_largest(solution):
     logits = torch.tensor([[1.0, 3.0, 2.0, 5.0], [0.0, -1.0, 4.0, 2.0]])
     before = logits.clone()
     expected = torch.tensor([[-INF, 3.0, -INF, 5.0], [-INF, -INF, 4.0, 2.0]])
-    close(solution(logits, 2), expected, "top_k_filter(logits, 2)", "Eq. 5.6: keep the 2 largest per row, -inf elsewhere")
+    close(solution(logits, 2), expected, "top_k_filter(logits, 2)", "Eq. 5.8: keep the 2 largest per row, -inf elsewhere")
     assert torch.equal(logits, before), "top_k_filter changed its input: use masked_fill (new tensor), not masked_fill_"
 
 
@@ -48,7 +48,7 @@ def test_top_p_keeps_the_nucleus(solution):
     expected[0, [0, 2]] = -INF  # 0.5 + 0.3 reaches 0.75
     expected[1, [1]] = -INF  # 0.4 + 0.3 = 0.7 does not, 0.4 + 0.3 + 0.2 does
     close(got, expected, "top_p_filter(logits, 0.75)",
-          "Eq. 5.7: sorted by probability, keep a token while the mass *before* it is < p")
+          "Eq. 5.9: sorted by probability, keep a token while the mass *before* it is < p")
     assert torch.equal(logits, before), "top_p_filter changed its input"
 
 
