@@ -61,7 +61,7 @@ def gru_cell(x: torch.Tensor, h: torch.Tensor, weight_ih: torch.Tensor, weight_h
     return (1 - z) * n + z * h  # Eq. 10.8: z interpolates between keeping h_{t-1} and taking the candidate
 
 
-class _Recurrent(nn.Module):
+class RecurrentLayers(nn.Module):
     """What LSTM and GRU share: per-layer parameters named as torch.nn's, and the loop over layers and time."""
 
     n_gates: int  # 4 for the LSTM (i, f, g, o), 3 for the GRU (r, z, n)
@@ -119,7 +119,7 @@ class _Recurrent(nn.Module):
         return out, tuple(torch.stack(parts) for parts in zip(*final))  # n_states x (num_layers, B, H)
 
 
-class LSTM(_Recurrent):
+class LSTM(RecurrentLayers):
     """A multi-layer LSTM written with `lstm_cell`; forward(x, (h_0, c_0)=None) -> (output, (h_n, c_n)) as
     torch.nn.LSTM. x: (B, T, I); h, c: (num_layers, B, H); output: (B, T, H)."""
 
@@ -133,7 +133,7 @@ class LSTM(_Recurrent):
         return out, (h, c)
 
 
-class GRU(_Recurrent):
+class GRU(RecurrentLayers):
     """A multi-layer GRU written with `gru_cell`; forward(x, h_0=None) -> (output, h_n) as torch.nn.GRU.
     x: (B, T, I); h: (num_layers, B, H); output: (B, T, H)."""
 

@@ -186,14 +186,14 @@ def test_lstm_forget_gate_bias_starts_at_one():
 def test_a_tiny_lstm_overfits_one_batch():
     torch.manual_seed(0)
     model = RNNLM(_config("lstm", d_model=32, fused_kernels=True))
-    idx = torch.randint(0, 11, (4, 12))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(150):
+    idx = torch.randint(0, 11, (2, 10))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-2)
+    for _ in range(80):
         _, loss = model(idx[:, :-1], idx[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.1, f"loss after 150 steps on one batch: {float(loss):.3f}"
+    assert float(loss) < 0.2, f"loss after 80 steps on one batch: {float(loss):.3f} (ln 11 = 2.40 at init)"
 
 
 def test_config_rejects_an_unknown_arch():
