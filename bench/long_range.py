@@ -91,10 +91,10 @@ def gradient_by_distance(model, generator: torch.Generator, B: int = 32) -> list
 
 
 @torch.no_grad()
-def accuracy_by_k(model, generator: torch.Generator, n: int = 500) -> dict[int, float]:
+def accuracy_by_k(model, generator: torch.Generator, n: int = 500, ks: list[int] = KS) -> dict[int, float]:
     model.eval()
     result = {}
-    for k in KS:
+    for k in ks:
         correct = 0
         for start in range(0, n, 100):
             x, y = recall_batch(min(100, n - start), k, generator)
@@ -105,7 +105,8 @@ def accuracy_by_k(model, generator: torch.Generator, n: int = 500) -> dict[int, 
     return result
 
 
-def train(arch: str, steps: int, batch_size: int, lr: float, seed: int) -> dict:
+def train(arch: str, steps: int, batch_size: int, lr: float, seed: int, ks: list[int] = KS) -> dict:
+    """Train on the recall task cycling through the distances `ks`; accuracy for every k of KS afterwards."""
     torch.manual_seed(seed)
     model = build(arch)
     grad_init = gradient_by_distance(model, torch.Generator().manual_seed(seed + 1))
@@ -115,18 +116,19 @@ def train(arch: str, steps: int, batch_size: int, lr: float, seed: int) -> dict:
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, lr, lr / 10, min(50, steps), steps)
-        x, y = recall_batch(batch_size, KS[step % len(KS)], data)  # one k per batch, in turn
+        x, y = recall_batch(batch_size, ks[step % len(ks)], data)  # one k per batch, in turn
         _, loss = model(x, y)
         loss.backward()
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % max(steps // 10, 1) == 0:
-            curve.append({"step": step + 1, "loss": float(loss), "k": KS[step % len(KS)]})
+            curve.append({"step": step + 1, "loss": float(loss.detach()), "k": ks[step % len(ks)]})
             print(f"{arch} step {step + 1}: loss {float(loss):.3f}", flush=True)
     seconds = time.perf_counter() - t0
     return {"params": sum(p.numel() for p in model.parameters()), "train_seconds": round(seconds, 1),
-            "accuracy": accuracy_by_k(model, torch.Generator().manual_seed(seed + 2)), "curve": curve,
+            "accuracy": accuracy_by_k(model, torch.Generator().manual_seed(seed + 2), ks=sorted(set(KS) | set(ks))),
+            "curve": curve,
             "grad_norm_init": grad_init, "grad_norm_trained": gradient_by_distance(model, torch.Generator().manual_seed(seed + 1))}
 
 
@@ -145,9 +147,23 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--one-k", type=int, nargs="*", default=[],
+                   help="also train an LSTM on each of these distances alone (same steps), added to --out's JSON")
     p.add_argument("--out", default=str(ROOT / "lectures" / "results" / "long_range.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.one_k:  # the LSTM at a single distance: can it learn the recall at all when k does not vary?
+        results = json.loads(Path(args.out).read_text())
+        results["lstm_one_k"] = results.get("lstm_one_k", {})
+        results["lstm_one_k_command"] = (f"python bench/long_range.py --one-k {' '.join(map(str, args.one_k))} "
+                                         f"--steps {args.steps} --batch-size {args.batch_size} --lr {args.lr}")
+        for k in args.one_k:
+            row = train("lstm", args.steps, args.batch_size, args.lr, args.seed, ks=[k])
+            results["lstm_one_k"][str(k)] = {"accuracy": row["accuracy"][k], "train_seconds": row["train_seconds"],
+                                             "machine": machine()}
+            print(f"lstm trained at k = {k} only: accuracy {row['accuracy'][k]:.2f}", flush=True)
+            atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
+        return
     results = {"task": __doc__.split("\n\n")[2], "ks": KS, "chance": 1 / N_VALUE,
                "command": f"python bench/long_range.py --steps {args.steps} --batch-size {args.batch_size} "
                           f"--lr {args.lr} --seed {args.seed}", "models": {}}
