@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from minilm.attention import MultiHeadAttention  # noqa: E402
 from minilm.block import MLP  # noqa: E402
-from minilm.checkpoint import atomic_write_text  # noqa: E402
+from minilm.files import atomic_write_text  # noqa: E402
 from minilm.config import ModelConfig  # noqa: E402
 from minilm.data import get_causal_batch, load_meta, load_split  # noqa: E402
 from minilm.model import CausalLM, init_weights, next_token_loss  # noqa: E402

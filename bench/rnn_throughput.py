@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minilm.checkpoint import atomic_write_text  # noqa: E402
+from minilm.files import atomic_write_text  # noqa: E402
 from minilm.config import ModelConfig  # noqa: E402
 from minilm.model import CausalLM  # noqa: E402
 from minilm.rnn import RNNLM  # noqa: E402

@@ -22,7 +22,8 @@ IGNORE_INDEX = -100
 @dataclass
 class ModelConfig:
     arch: str = field(default="transformer", metadata={"help": "\"transformer\" (GPT / BERT, model.py) or a recurrent LM, "
-                      "\"lstm\" or \"gru\" (rnn.py: d_model wide, n_layers deep; the attention fields are unused)"})
+                      "\"lstm\" or \"gru\" (rnn.py: d_model wide, n_layers deep; the attention fields are unused)",
+                      "choices": ["transformer", "lstm", "gru"]})
     vocab_size: int = field(default=65, metadata={"help": "V: number of token ids (65 = Tiny Shakespeare's characters)"})
     max_seq_len: int = field(default=256, metadata={"help": "T: longest sequence the learned position table covers (the context length)"})
     d_model: int = field(default=128, metadata={"help": "D: width of the residual stream"})

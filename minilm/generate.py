@@ -5,7 +5,8 @@
 
 The checkpoint carries the model config and the tokenizer, so nothing else is needed. Decoding rules (temperature,
 top-k, top-p) are in sampling.py and CausalLM.generate (Eqs. 5.7-5.9, lectures/05_model.ipynb); the KV cache that
-makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb).
+makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb). A recurrent LM (train.py --arch lstm /
+gru) samples the same way, carrying its state instead of a cache (RNNLM.generate, lectures/10_rnn_vs_attention.ipynb).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
     Raises ValueError when the prompt holds text the tokenizer cannot encode or is longer than the context.
     """
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eos_id if tokenizer.eos_id is not None else 0]
-    if len(ids) > model.config.max_seq_len:
+    if model.config.arch == "transformer" and len(ids) > model.config.max_seq_len:  # a recurrence has no limit
         raise ValueError(f"the prompt is {len(ids)} tokens but the model's context is {model.config.max_seq_len}: "
                          f"shorten the prompt")
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

@@ -1,17 +1,30 @@
 """minilm/rnn.py: the hand-written LSTM and GRU against torch.nn.LSTM / nn.GRU with the same weights (outputs, final
 states, gradients), the fused switch against the loop, and RNNLM's behaviour (causal, ln V at init, the carried
-state in generation equals re-reading the prefix)."""
+state in generation equals re-reading the prefix); then `train.py --arch lstm / gru` (exact resume, checkpoints that
+load back, `python -m minilm.generate`) and the presets sized to the default GPT. Bad flags: tests/test_bad_inputs.py."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
+from contextlib import redirect_stdout
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+import train
+from minilm.checkpoint import load_checkpoint, load_model
 from minilm.config import ModelConfig
+from minilm.data import write_tokens
+from minilm.generate import generate_text
+from minilm.generate import main as generate_main
+from minilm.model import CausalLM
 from minilm.rnn import GRU, LSTM, RNNLM, gru_cell, lstm_cell
+from minilm.tokenizer import CharTokenizer
 
 TWINS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
 
@@ -199,3 +212,85 @@ def test_a_tiny_lstm_overfits_one_batch():
 def test_config_rejects_an_unknown_arch():
     with pytest.raises(ValueError, match="ModelConfig.arch"):
         ModelConfig(arch="rnn")
+
+
+# ------------------------------------------------------------------------------------------ train.py --arch, generate
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n") * 25
+FAST = ["--preset", "tiny", "--device", "cpu", "--dtype", "float32", "--compile", "off", "--eval-iters", "2",
+        "--warmup-iters", "2", "--log-interval", "1", "--samples", "0"]
+
+
+@pytest.fixture
+def char_data(tmp_path) -> Path:
+    tok = CharTokenizer.train(TEXT)
+    n = int(len(TEXT) * 0.9)
+    write_tokens(tmp_path / "data", {"train": np.array(tok.encode(TEXT[:n])), "val": np.array(tok.encode(TEXT[n:]))},
+                 tok)
+    return tmp_path / "data"
+
+
+def _train(argv) -> tuple[int, str]:
+    with redirect_stdout(io.StringIO()) as buf:
+        rc = train.main(argv)
+    return rc, buf.getvalue()
+
+
+def _records(out_dir: Path) -> list[dict]:
+    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time_s", "tokens_per_s")} for line in lines]
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared machine; and CPU float sums repeat exactly
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+def test_tiny_preset_with_a_recurrent_arch_trains_and_resumes_exactly(tmp_path, char_data, one_thread, arch):
+    """--arch lstm / gru in train.py's own loop: N steps straight vs --stop-after K then --resume to N give the same
+    losses and weights, the loss falls, and the checkpoint loads back as an RNNLM that generates past max_seq_len."""
+    args = FAST + ["--arch", arch, "--data", str(char_data), "--max-iters", "12", "--eval-interval", "6",
+                   "--seed", "3", "--lr", "1e-2", "--dropout", "0.1"]  # dropout: the RNG state resumes too
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    rc, out = _train(args + ["--out-dir", str(straight)])
+    assert rc == 0 and f"clm, {arch} | " in out, out
+    assert _train(args + ["--out-dir", str(split), "--stop-after", "5"])[0] == 0
+    rc, out = _train(args + ["--out-dir", str(split), "--resume"])
+    assert rc == 0 and "at step 5" in out
+    a, b = _records(straight), _records(split)
+    assert a == b, "a resumed recurrent run must repeat the straight run exactly"
+    evals = [r["val_loss"] for r in a if "val_loss" in r]
+    assert evals[-1] < evals[0] - 0.3, evals
+    (ta, ma), (tb, _) = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(split / "ckpt.pt")
+    assert ma["model_config"]["arch"] == arch
+    for name, value in ta["model"].items():
+        assert torch.equal(value, tb["model"][name]), name
+    model, tokenizer, _ = load_model(straight / "ckpt.pt")
+    assert isinstance(model, RNNLM) and model.config.arch == arch
+    text = generate_text(model, tokenizer, "All:", 60, temperature=0.8, top_k=10, seed=0)[0]
+    assert text.startswith("All:") and len(text) == 4 + 60  # 64 > max_seq_len 32: no context limit
+
+
+def test_generate_command_samples_from_a_recurrent_checkpoint(tmp_path, char_data, one_thread, capsys):
+    assert _train(FAST + ["--arch", "gru", "--data", str(char_data), "--out-dir", str(tmp_path / "run"),
+                          "--max-iters", "4", "--eval-interval", "2"])[0] == 0
+    argv = ["--ckpt", str(tmp_path / "run"), "--prompt", "All:", "--max-new-tokens", "50", "--seed", "1"]
+    assert generate_main(argv) == 0
+    first = capsys.readouterr().out
+    assert generate_main(argv) == 0
+    assert capsys.readouterr().out == first and first.startswith("All:") and len(first.rstrip("\n")) == 54
+
+
+def test_presets_match_the_default_gpt_in_size_and_budget():
+    settings, gpt = train.PRESETS["shakespeare-char"]
+    n_gpt = CausalLM(ModelConfig(**gpt)).num_params()
+    for arch in ("lstm", "gru"):
+        rnn_settings, rnn_model = train.PRESETS[f"shakespeare-char-{arch}"]
+        assert rnn_model["arch"] == arch and rnn_model["max_seq_len"] == gpt["max_seq_len"]
+        n = RNNLM(ModelConfig(**rnn_model)).num_params()
+        assert abs(n / n_gpt - 1) < 0.03, f"{arch}: {n:,} parameters vs the GPT's {n_gpt:,}"
+        assert {**rnn_settings, "out_dir": None} == {**settings, "out_dir": None}, "the default run's budget"
