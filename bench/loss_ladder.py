@@ -14,7 +14,8 @@ Rungs, each adding one idea to the one before (Karpathy, "Let's build GPT: from 
   heads-mlp        + the MLP after the attention (one layer, no residual, no LayerNorm)
   deep-no-residual 4 such layers stacked, still without residual connections or LayerNorm
   gpt              + residual connections and pre-norm LayerNorm: exactly train.py's default GPT (4 layers)
-  lstm, gru        minilm/rnn.py's RNNLM, 2 layers, sized to the GPT's parameter count (fused kernels)
+  lstm, gru        minilm/rnn.py's RNNLM as train.py's shakespeare-char-lstm / -gru presets build it: 2 layers,
+                   untied, sized to the GPT's parameter count (fused kernels)
 Every model is trained with train.py's shakespeare-char preset settings (AdamW, lr 3e-3 cosine to 3e-5, warmup 50,
 batch 64 x context 64, weight decay 0.1, clipping 1.0, bf16 autocast where the CPU has it) for --max-iters steps;
 the val loss is over the whole val split in non-overlapping windows of 64 (train.py's full_split_loss).
@@ -54,7 +55,7 @@ from train import PRESETS, full_split_loss  # noqa: E402
 SETTINGS, GPT = PRESETS["shakespeare-char"]  # the default run's settings and model
 RUNGS = ["uniform", "count-bigram", "learned-bigram", "one-head", "four-heads", "heads-mlp", "deep-no-residual",
          "gpt", "lstm", "gru"]
-RNN_SIZES = {"lstm": dict(d_model=224, n_layers=2), "gru": dict(d_model=256, n_layers=2)}  # ~0.81M, as the GPT
+RNNS = {arch: PRESETS[f"shakespeare-char-{arch}"][1] for arch in ("lstm", "gru")}  # ~0.81M parameters, as the GPT
 
 
 class Bigram(nn.Module):
@@ -110,8 +111,7 @@ def build(rung: str, V: int) -> nn.Module:
         return NoResidual(gpt, mlp=True)
     if rung == "gpt":
         return CausalLM(gpt)
-    return RNNLM(ModelConfig(arch=rung, vocab_size=V, max_seq_len=GPT["max_seq_len"], fused_kernels=True,
-                             **RNN_SIZES[rung]))
+    return RNNLM(ModelConfig(**{**RNNS[rung], "vocab_size": V}))
 
 
 def count_bigram_loss(train: np.ndarray, val: np.ndarray, V: int) -> float:
