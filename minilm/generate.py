@@ -30,7 +30,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
     Raises ValueError when the prompt holds text the tokenizer cannot encode or is longer than the context.
     """
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eos_id if tokenizer.eos_id is not None else 0]
-    if model.config.arch == "transformer" and len(ids) > model.config.max_seq_len:  # a recurrence has no limit
+    if len(ids) > model.config.max_seq_len:
         raise ValueError(f"the prompt is {len(ids)} tokens but the model's context is {model.config.max_seq_len}: "
                          f"shorten the prompt")
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
