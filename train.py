@@ -3,6 +3,7 @@
     python train.py                                   # char-level GPT on Tiny Shakespeare, a few minutes on a CPU
     python train.py --preset tiny --max-iters 20      # seconds: what the tests run
     python train.py --preset imdb-mlm                 # masked-LM pretraining on IMDB reviews (for finetune.py)
+    python train.py --preset shakespeare-char-lstm    # the same data and budget for an LSTM (--arch lstm / gru)
     python train.py --resume --out-dir out/shakespeare-char   # continue exactly where a run stopped
     torchrun --nproc_per_node=2 train.py --preset tiny        # data parallel (DDP; NCCL on GPUs, gloo on CPU)
 
@@ -42,6 +43,7 @@ from minilm.data import (get_causal_batch, get_mlm_batch, get_mlm_document_batch
                          load_split, mask_tokens)
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_loss_curves
+from minilm.rnn import RNNLM
 from minilm.tokenizer import tokenizer_from_dict
 from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, evaluate, format_eta, get_lr,
                              make_grad_scaler, maybe_compile, mfu, peak_flops, resolve_device, resolve_dtype,
@@ -99,6 +101,16 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(max_iters=2200, batch_size=64, lr=3e-3, min_lr=3e-5, warmup_iters=50, eval_interval=300,
              eval_iters=20, beta2=0.99, weight_decay=0.1),
         dict(max_seq_len=64, d_model=128, n_heads=4, n_layers=4, dropout=0.0, gelu="exact", fused_kernels=True)),
+    "shakespeare-char-lstm": (  # the recurrent baseline of lectures/10_rnn_vs_attention.ipynb: the default run's
+        # settings and budget; 2 LSTM layers of 220, untied (RNNLM's docstring says why) = 0.81M parameters, as the
+        # default GPT's 0.81M (bench/loss_ladder.py)
+        dict(max_iters=2200, batch_size=64, lr=3e-3, min_lr=3e-5, warmup_iters=50, eval_interval=300,
+             eval_iters=20, beta2=0.99, weight_decay=0.1, out_dir="out/shakespeare-char-lstm"),
+        dict(arch="lstm", max_seq_len=64, d_model=220, n_layers=2, tie_weights=False, dropout=0.0, fused_kernels=True)),
+    "shakespeare-char-gru": (  # the same for the GRU: 2 layers of 254, untied = 0.81M parameters
+        dict(max_iters=2200, batch_size=64, lr=3e-3, min_lr=3e-5, warmup_iters=50, eval_interval=300,
+             eval_iters=20, beta2=0.99, weight_decay=0.1, out_dir="out/shakespeare-char-gru"),
+        dict(arch="gru", max_seq_len=64, d_model=254, n_layers=2, tie_weights=False, dropout=0.0, fused_kernels=True)),
     "shakespeare-char-gpu": (  # nanoGPT's "baby GPT" for one GPU
         dict(max_iters=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
              eval_iters=200, beta2=0.99, out_dir="out/shakespeare-char-gpu"),
@@ -246,6 +258,9 @@ def load_data(s: TrainSettings, model_overrides: dict, device: str):
         raise ValueError(f"--vocab-size {model_overrides['vocab_size']} differs from the dataset's "
                          f"{meta['vocab_size']}: leave it out (it comes from {data_dir}/meta.json)")
     config = ModelConfig(**{**model_overrides, "vocab_size": meta["vocab_size"]})
+    if config.arch != "transformer" and s.objective != "clm":
+        raise ValueError(f"--arch {config.arch} is a causal LM (it reads left to right), so it trains with --objective "
+                         f"clm only; a masked LM needs --arch transformer")
     if (s.objective == "clm") != config.causal:
         raise ValueError(f"--objective {s.objective} needs --causal {s.objective == 'clm'}")
     T = config.max_seq_len
@@ -268,6 +283,14 @@ def load_data(s: TrainSettings, model_overrides: dict, device: str):
     return data_dir, tokenizer, splits["train"], splits["val"], config, get_batch
 
 
+def build_model(objective: str, config: ModelConfig) -> torch.nn.Module:
+    """The model a run trains: a recurrent LM for --arch lstm / gru (minilm/rnn.py), else GPT or BERT by objective.
+    They share one interface, model(*batch) -> (logits, loss), so the loop below does not know which it has."""
+    if config.arch != "transformer":
+        return RNNLM(config)
+    return (CausalLM if objective == "clm" else MaskedLM)(config)
+
+
 def setup(s: TrainSettings, model_overrides: dict, preset: str) -> Run:
     """Devices, data, model, optimizer and the run directory: everything before the loop."""
     ddp, rank, world, device = setup_distributed(s)
@@ -278,7 +301,7 @@ def setup(s: TrainSettings, model_overrides: dict, preset: str) -> Run:
     out_dir = Path(s.out_dir)
     if rank == 0:
         prepare_out_dir(out_dir, s.resume, s.overwrite, "train")
-    model = (CausalLM if s.objective == "clm" else MaskedLM)(config).to(device)
+    model = build_model(s.objective, config).to(device)
     optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
     run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(),
                 "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(s)}
@@ -380,7 +403,8 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     tokens_per_step = s.batch_size * T * s.grad_accum
     flops_token = raw_model.flops_per_token(T) if s.objective == "clm" else raw_model.flops_per_token(T, s.mask_prob)
     peak = peak_flops(run.device, run.dtype)
-    run.say(f"{s.objective} | {raw_model.num_params() / 1e6:.2f}M parameters | {run.device}, "
+    arch = "" if run.config.arch == "transformer" else f", {run.config.arch}"
+    run.say(f"{s.objective}{arch} | {raw_model.num_params() / 1e6:.2f}M parameters | {run.device}, "
             f"{str(run.dtype).split('.')[1]}{', compiled' if model is not raw_model and not run.ddp else ''}"
             f"{f', DDP x{run.world}' if run.ddp else ''} | {tokens_per_step:,} tokens/step | {run.data_dir} "
             f"({len(run.train_data):,} train tokens)")

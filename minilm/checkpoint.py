@@ -29,6 +29,7 @@ from minilm import files
 from minilm.classifier import SequenceClassifier
 from minilm.config import ModelConfig
 from minilm.model import CausalLM, MaskedLM, Transformer
+from minilm.rnn import RNNLM
 from minilm.tokenizer import tokenizer_from_dict
 
 FORMAT = "minilm-checkpoint"
@@ -170,7 +171,8 @@ def find_checkpoint(path: str | os.PathLike, prefer: str = "best.pt") -> str:
 def load_model(path: str | os.PathLike, device: str = "cpu"):
     """(model, tokenizer, meta) from a train.py checkpoint (a file, or a run directory: best.pt first).
 
-    The model class comes from meta["kind"] ("clm" -> CausalLM, "mlm" -> MaskedLM), its shape from
+    The model class comes from meta["kind"] ("clm" -> CausalLM, "mlm" -> MaskedLM; RNNLM when the config's arch
+    is "lstm" or "gru"), its shape from
     meta["model_config"], and the tokenizer from meta["tokenizer"], so a checkpoint is all one needs.
     """
     file = find_checkpoint(path)
@@ -182,7 +184,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     if meta.get("kind") not in classes or "model_config" not in meta or "model" not in tensors:
         raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a language model "
                          f"written by train.py (kinds: {sorted(classes)})")
-    model = classes[meta["kind"]](ModelConfig.from_dict(meta["model_config"]))
+    config = ModelConfig.from_dict(meta["model_config"])
+    model = RNNLM(config) if config.arch != "transformer" else classes[meta["kind"]](config)  # train.py --arch
     try:
         model.load_state_dict(tensors["model"])
     except RuntimeError as e:

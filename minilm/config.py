@@ -21,6 +21,9 @@ IGNORE_INDEX = -100
 
 @dataclass
 class ModelConfig:
+    arch: str = field(default="transformer", metadata={"help": "\"transformer\" (GPT / BERT, model.py) or a recurrent LM, "
+                      "\"lstm\" or \"gru\" (rnn.py: d_model wide, n_layers deep; the attention fields are unused)",
+                      "choices": ["transformer", "lstm", "gru"]})
     vocab_size: int = field(default=65, metadata={"help": "V: number of token ids (65 = Tiny Shakespeare's characters)"})
     max_seq_len: int = field(default=256, metadata={"help": "T: longest sequence the learned position table covers (the context length)"})
     d_model: int = field(default=128, metadata={"help": "D: width of the residual stream"})
@@ -53,13 +56,15 @@ class ModelConfig:
                          "state, kept in the backbone for the classifier's 'pooler' pooling"})
 
     def __post_init__(self) -> None:
+        if self.arch not in ("transformer", "lstm", "gru"):
+            raise ValueError(f"ModelConfig.arch must be 'transformer', 'lstm' or 'gru', got {self.arch!r}")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
         for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        if self.d_model % self.n_heads != 0:
+        if self.arch == "transformer" and self.d_model % self.n_heads != 0:  # a recurrent LM has no heads
             raise ValueError(
                 f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}): "
                 f"each head gets d_model / n_heads dimensions; try n_heads in {_divisors(self.d_model)}"

@@ -5,7 +5,8 @@
 
 The checkpoint carries the model config and the tokenizer, so nothing else is needed. Decoding rules (temperature,
 top-k, top-p) are in sampling.py and CausalLM.generate (Eqs. 5.7-5.9, lectures/05_model.ipynb); the KV cache that
-makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb).
+makes this fast is in attention.py (Eq. 3.7, lectures/03_attention.ipynb). A recurrent LM (train.py --arch lstm /
+gru) samples the same way, carrying its state instead of a cache (RNNLM.generate, lectures/10_rnn_vs_attention.ipynb).
 """
 
 from __future__ import annotations

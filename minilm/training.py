@@ -275,7 +275,8 @@ _cpu_peak_cache: dict[torch.dtype, float] = {}
 
 def _cpu_matmul_flops(dtype: torch.dtype, n: int = 512, budget_s: float = 0.2) -> float:
     """Measured, not theoretical: n x n matmuls for ~budget_s seconds, 2 n^3 FLOPs each."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    probe = torch.Generator().manual_seed(0)  # its own stream: the global one drives dropout, and a resumed run
+    a, b = (torch.randn(n, n, dtype=dtype, generator=probe) for _ in range(2))  # restores it right before this runs
     a @ b  # warm-up: thread pool, oneDNN kernel selection
     count, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < budget_s or count < 3:

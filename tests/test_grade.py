@@ -41,6 +41,8 @@ SAMPLE_CALLS = {
     "metrics.py::precision_recall_f1": lambda f: f([0, 1], [0, 1], 2),
     "seq2seq.py::CrossAttention": lambda cls: cls(_CONFIG)(torch.randn(1, 3, 16), torch.randn(1, 4, 16)),
     "seq2seq.py::beam_search_step": lambda f: f(torch.randn(1, 2, 5), torch.zeros(1, 2), torch.zeros(1, 2).bool(), 1),
+    "rnn.py::lstm_cell": lambda f: f(*torch.randn(3, 2, 4), torch.randn(16, 4), torch.randn(16, 4)),
+    "rnn.py::gru_cell": lambda f: f(*torch.randn(2, 2, 4), torch.randn(12, 4), torch.randn(12, 4)),
 }
 
 

@@ -80,6 +80,8 @@ EXERCISES = (
     Exercise("metrics.py", "precision_recall_f1", "07_finetuning", "Eq. 7.3-7.5"),
     Exercise("seq2seq.py", "CrossAttention", "08_encoder_decoder", "Eq. 8.3"),
     Exercise("seq2seq.py", "beam_search_step", "08_encoder_decoder", "Eq. 8.8"),
+    Exercise("rnn.py", "lstm_cell", "10_rnn_vs_attention", "Eq. 10.3-10.5"),
+    Exercise("rnn.py", "gru_cell", "10_rnn_vs_attention", "Eq. 10.6-10.8"),
 )
 BY_KEY = {ex.key: ex for ex in EXERCISES}
 
