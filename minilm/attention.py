@@ -125,14 +125,16 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0)
     """
     Dh = x.shape[-1]
     assert Dh % 2 == 0, f"RoPE rotates pairs of features: the head dimension must be even, got {Dh}"
-    inv_freq = 1.0 / theta ** (torch.arange(0, Dh, 2, device=x.device).float() / Dh)  # Eq. 9.5: (Dh/2,)
-    angles = positions.to(x.device).float()[..., None] * inv_freq  # m theta_i: (T, Dh/2) or (B, T, Dh/2)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # angles in float32 (as Hugging Face), even under bf16
+    inv_freq = 1.0 / theta ** (torch.arange(0, Dh, 2, device=x.device).to(dtype) / Dh)  # Eq. 9.5: (Dh/2,)
+    angles = positions.to(x.device, dtype)[..., None] * inv_freq  # m theta_i: (T, Dh/2) or (B, T, Dh/2)
     angles = torch.cat([angles, angles], dim=-1)  # each angle serves x_i and x_{i + Dh/2}: (..., T, Dh)
     cos, sin = angles.cos(), angles.sin()  # (T, Dh) or (B, T, Dh), float32
     if positions.dim() == 2:  # (B, T, Dh) -> (B, 1, .., T, Dh): broadcast over the heads between B and T
         cos = cos.view(cos.shape[0], *([1] * (x.dim() - 3)), *cos.shape[1:])
         sin = sin.view(cos.shape)
-    return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)  # Eq. 9.6: (..., T, Dh)
+    xf = x.to(dtype)
+    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)  # Eq. 9.6: (..., T, Dh)
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
