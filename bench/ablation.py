@@ -14,6 +14,7 @@ scored by the loss over every token of the val split (non-overlapping windows of
 Tokens/s are measured separately, interleaved: --rounds rounds, each timing --steps training steps of every
 configuration in turn in this one process, so a slow spell on a shared machine hits all alike; the median per
 configuration, as a ratio to the GPT-2 block. The ratios carry over between machines, absolute numbers do not.
+lectures/09_modern_blocks.ipynb plots the committed JSON.
 Also computed (not measured): the KV-cache memory of GPT-2 small's shape with 12, 4 and 1 key/value heads (Eq. 9.9).
 """
 
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     p.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (0: skip)")
     p.add_argument("--steps", type=int, default=10, help="training steps per configuration per round")
-    p.add_argument("--out", default=None, help="write the results here as JSON")
+    p.add_argument("--out", default=None, help="write the results here as JSON (lectures/results/ablation.json)")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine shared')")
     args = p.parse_args(argv)
     if not (Path(args.data) / "meta.json").is_file():
