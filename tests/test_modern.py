@@ -202,6 +202,16 @@ def test_cached_greedy_generation_equals_recompute(extra):
     assert torch.equal(a, b)
 
 
+def test_fused_attention_and_kernels_equal_the_hand_written_path_with_the_llama_options():
+    torch.manual_seed(0)
+    manual = CausalLM(ModelConfig(**SMALL, **LLAMA)).eval()
+    fused = CausalLM(ModelConfig(**SMALL, **LLAMA, attn_impl="sdpa", fused_kernels=True)).eval()
+    fused.load_state_dict(manual.state_dict())
+    idx = torch.randint(0, 37, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(idx)[0], manual(idx)[0], atol=1e-5, rtol=1e-4)
+
+
 def test_rope_gqa_model_is_causal():
     torch.manual_seed(0)
     m = CausalLM(ModelConfig(**SMALL, **LLAMA)).eval()
