@@ -75,6 +75,8 @@ class TrainSettings:
     weight_decay: float = setting(0.1, "AdamW decoupled weight decay on >= 2-D weights")
     beta1: float = setting(0.9, "AdamW beta1")
     beta2: float = setting(0.99, "AdamW beta2 (0.99 for small batches, 0.95 for large)")
+    optimizer: str = setting("torch", "AdamW implementation: torch (torch.optim.AdamW, fused on CUDA) or minilm "
+                             "(minilm/optim.py, written out; same groups and updates)", choices=["torch", "minilm"])
     grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
     eval_interval: int = setting(300, "evaluate, plot and checkpoint every N steps")
     eval_iters: int = setting(20, "batches per loss estimate at each evaluation")
@@ -111,6 +113,12 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(max_iters=2200, batch_size=64, lr=3e-3, min_lr=3e-5, warmup_iters=50, eval_interval=300,
              eval_iters=20, beta2=0.99, weight_decay=0.1, out_dir="out/shakespeare-char-gru"),
         dict(arch="gru", max_seq_len=64, d_model=254, n_layers=2, tie_weights=False, dropout=0.0, fused_kernels=True)),
+    "shakespeare-char-llama": (  # the default's size and budget with Llama's four changes: RMSNorm, SwiGLU (d_ff 384
+        # by the Llama rule), RoPE (no position table), 2 key/value heads for 4 query heads (bench/ablation.py)
+        dict(max_iters=2200, batch_size=64, lr=3e-3, min_lr=3e-5, warmup_iters=50, eval_interval=300,
+             eval_iters=20, beta2=0.99, weight_decay=0.1, out_dir="out/shakespeare-char-llama"),
+        dict(max_seq_len=64, d_model=128, n_heads=4, n_layers=4, dropout=0.0, fused_kernels=True, norm="rmsnorm",
+             mlp="swiglu", pos_emb="rope", n_kv_heads=2)),
     "shakespeare-char-gpu": (  # nanoGPT's "baby GPT" for one GPU
         dict(max_iters=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
              eval_iters=200, beta2=0.99, out_dir="out/shakespeare-char-gpu"),
@@ -302,7 +310,8 @@ def setup(s: TrainSettings, model_overrides: dict, preset: str) -> Run:
     if rank == 0:
         prepare_out_dir(out_dir, s.resume, s.overwrite, "train")
     model = build_model(s.objective, config).to(device)
-    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
+    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0],
+                                    impl=s.optimizer)
     run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(),
                 "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(s)}
     return Run(s, ddp, rank, world, device, dtype, ctx, data_dir, tokenizer, train_data, val_data, config,
@@ -324,6 +333,8 @@ def wrap_model(run: Run) -> torch.nn.Module:
 def resume(run: Run) -> tuple[dict, list[dict]]:
     """(loop_state, metrics records) of the run in --out-dir; model, optimizer and RNGs continue exactly."""
     tensors, meta = load_checkpoint(run.out_dir / "ckpt.pt")
+    # a checkpoint older than a ModelConfig field meant that field's default (e.g. norm="layernorm")
+    meta = {**meta, "model_config": ModelConfig.from_dict(meta["model_config"]).to_dict()}
     check_compatible(meta, {"kind": run.s.objective, "model_config": run.config.to_dict()})
     run.raw_model.load_state_dict(tensors["model"])
     run.optimizer.load_state_dict(tensors["optimizer"])

@@ -9,7 +9,15 @@ may see, and takes the softmax-weighted average of the values.
 gradients. The hand-written path is the one taught (and the default, `ModelConfig.attn_impl="manual"`); the fused
 kernel is a config switch away.
 
-Left out on purpose: flash-attention tiling, grouped-query attention, rotary embeddings, sliding windows.
+Two options from Llama, chosen by ModelConfig (lectures/09_modern_blocks.ipynb, equations 9.5-9.9):
+- rotary position embeddings (RoPE; Su et al. 2021, "RoFormer", https://arxiv.org/abs/2104.09864, section 3.4):
+  `apply_rope` rotates q and k by an angle proportional to the position, so q . k depends only on how far apart
+  the two tokens are, and no position table is needed;
+- grouped-query attention (GQA; Ainslie et al. 2023, https://arxiv.org/abs/2305.13245, section 2): n_kv_heads < H
+  key/value heads, each shared by H / n_kv_heads query heads (`repeat_kv`); n_kv_heads = 1 is multi-query attention
+  (Shazeer 2019, https://arxiv.org/abs/1911.02150). The KV cache holds only the n_kv_heads heads.
+
+Left out on purpose: flash-attention tiling, rope scaling (NTK, YaRN), sliding windows.
 Read beside lectures/03_attention.ipynb (equations 3.1-3.7).
 """
 
@@ -96,22 +104,78 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     return (out, weights) if return_weights else out
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(..., Dh) -> (..., Dh): [x1, x2] -> [-x2, x1], x1 and x2 the two halves of the features (Eq. 9.6)."""
+    x1, x2 = x.chunk(2, dim=-1)  # 2 x (..., Dh / 2)
+    return torch.cat([-x2, x1], dim=-1)  # (..., Dh)
+
+
+def apply_rope(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
+    """Rotate the features of x by angles proportional to each token's position (Eqs. 9.5-9.6).
+
+    x: (..., T, Dh), e.g. (B, H, T, Dh) queries or keys; positions: integer (T,) or (B, T), the absolute position
+    of each of the T tokens. Feature pair i turns by the angle m * theta^(-2i / Dh) at position m (Eq. 9.5), so a
+    query at m and a key at n meet at the angle (m - n) * theta_i: q . k depends on m - n only (Eq. 9.7).
+
+    Convention: Llama's (and Hugging Face's) "rotate_half": pair i is (x_i, x_{i + Dh/2}), the first half of the
+    features with the second. The RoFormer paper (Eq. 34) pairs neighbours, (x_{2i}, x_{2i+1}) ("interleaved", as
+    Meta's original Llama code does with complex numbers). Both are the same rotation on a permuted feature order,
+    so attention scores agree once W_q and W_k permute their output rows to match; Hugging Face's conversion script
+    does that permutation, which is why its Llama weights load here without one.
+    """
+    Dh = x.shape[-1]
+    assert Dh % 2 == 0, f"RoPE rotates pairs of features: the head dimension must be even, got {Dh}"
+    dtype = torch.promote_types(x.dtype, torch.float32)  # angles in float32 (as Hugging Face), even under bf16
+    inv_freq = 1.0 / theta ** (torch.arange(0, Dh, 2, device=x.device).to(dtype) / Dh)  # Eq. 9.5: (Dh/2,)
+    angles = positions.to(x.device, dtype)[..., None] * inv_freq  # m theta_i: (T, Dh/2) or (B, T, Dh/2)
+    angles = torch.cat([angles, angles], dim=-1)  # each angle serves x_i and x_{i + Dh/2}: (..., T, Dh)
+    cos, sin = angles.cos(), angles.sin()  # (T, Dh) or (B, T, Dh), float32
+    if positions.dim() == 2:  # (B, T, Dh) -> (B, 1, .., T, Dh): broadcast over the heads between B and T
+        cos = cos.view(cos.shape[0], *([1] * (x.dim() - 3)), *cos.shape[1:])
+        sin = sin.view(cos.shape)
+    xf = x.to(dtype)
+    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)  # Eq. 9.6: (..., T, Dh)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, H_kv, T, Dh) -> (B, H_kv * n_rep, T, Dh): each key/value head serves n_rep query heads (Eq. 9.8).
+
+    Query head h reads key/value head h // n_rep, the grouping of Hugging Face's `repeat_kv`. expand() is a view;
+    the reshape copies, but only the small cache is stored: the expansion lives for one attention call.
+    """
+    B, H_kv, T, Dh = x.shape
+    if n_rep == 1:
+        return x
+    return x[:, :, None].expand(B, H_kv, n_rep, T, Dh).reshape(B, H_kv * n_rep, T, Dh)  # Eq. 9.8: (B, H, T, Dh)
+
+
+def kv_cache_bytes(config: ModelConfig, seq_len: int, batch_size: int = 1, bytes_per_value: int = 2) -> int:
+    """Memory of a full KV cache (Eq. 9.9): 2 (K and V) * n_layers * n_kv_heads * Dh * T * B * bytes per value.
+
+    Multi-head attention has n_kv_heads = H; GQA divides the cache by H / n_kv_heads. bytes_per_value: 2 for
+    bf16/fp16, 4 for float32.
+    """
+    return 2 * config.n_layers * config.n_kv_heads * config.d_head * seq_len * batch_size * bytes_per_value  # Eq. 9.9
+
+
 class KVCache:
     """Keys and values of the tokens seen so far, for one layer (Eq. 3.7).
 
     When generating token t+1, the keys and values of tokens 1..t are the same as at the previous step (a causal
     model never lets an earlier token see a later one), so we keep them and compute only the new token's q, k, v.
-    The buffers are allocated once, at the model's full context, on the first update.
+    The buffers are allocated once, at the model's full context, on the first update. With grouped-query attention
+    they hold the n_kv_heads key/value heads only (H_kv below), the saving of Eq. 9.9; with RoPE the keys are
+    stored already rotated, at their absolute positions.
     """
 
     def __init__(self, max_len: int):
         self.max_len = max_len
-        self.k: torch.Tensor | None = None  # (B, H, max_len, Dh)
-        self.v: torch.Tensor | None = None  # (B, H, max_len, Dh)
+        self.k: torch.Tensor | None = None  # (B, H_kv, max_len, Dh)
+        self.v: torch.Tensor | None = None  # (B, H_kv, max_len, Dh)
         self.length = 0  # number of positions filled
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append (B, H, T, Dh) keys/values; return all keys/values so far, (B, H, length, Dh)."""
+        """Append (B, H_kv, T, Dh) keys/values; return all keys/values so far, (B, H_kv, length, Dh)."""
         B, H, T, Dh = k.shape
         if self.k is None:
             self.k = k.new_zeros(B, H, self.max_len, Dh)
@@ -121,7 +185,7 @@ class KVCache:
         self.k[:, :, self.length:end] = k
         self.v[:, :, self.length:end] = v
         self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]  # (B, H, length, Dh)
+        return self.k[:, :, :end], self.v[:, :, :end]  # (B, H_kv, length, Dh)
 
 
 class MultiHeadAttention(nn.Module):
@@ -131,15 +195,20 @@ class MultiHeadAttention(nn.Module):
     Causal when `config.causal` (GPT), bidirectional otherwise (BERT). Padding comes in as `attention_mask`
     (B, T_k) with 1 = token and 0 = pad: pad positions are never attended to.
     Set `record_weights = True` to keep the last attention weights in `self.attn_weights` (for plots).
+    With ModelConfig.n_kv_heads < n_heads, W_K and W_V produce n_kv_heads heads only (GQA, Eq. 9.8); with
+    pos_emb="rope", q and k are rotated by their positions (Eq. 9.6), counted on from what the KV cache holds.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_heads = config.n_heads
+        self.n_kv_heads = config.n_kv_heads
+        self.rope_theta = config.rope_theta if config.pos_emb == "rope" else None
         self.causal = config.causal
         self.attn_impl = config.attn_impl
         self.dropout = config.dropout
-        self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # W_Q | W_K | W_V
+        self.kv_dim = config.n_kv_heads * config.d_head  # = D without GQA
+        self.qkv_proj = nn.Linear(config.d_model, config.d_model + 2 * self.kv_dim, bias=config.bias)  # W_Q | W_K | W_V
         self.out_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)  # W_O
         self.resid_dropout = nn.Dropout(config.dropout)
         self.record_weights = False
@@ -148,12 +217,19 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, D = x.shape
-        q, k, v = self.qkv_proj(x).split(D, dim=2)  # Eq. 3.5: 3 x (B, T, D)
+        q, k, v = self.qkv_proj(x).split([D, self.kv_dim, self.kv_dim], dim=2)  # Eq. 3.5: (B, T, D), 2 x (B, T, D_kv)
         q = split_heads(q, self.n_heads)  # (B, H, T, Dh)
-        k = split_heads(k, self.n_heads)  # (B, H, T, Dh)
-        v = split_heads(v, self.n_heads)  # (B, H, T, Dh)
+        k = split_heads(k, self.n_kv_heads)  # (B, H_kv, T, Dh); H_kv = H without GQA
+        v = split_heads(v, self.n_kv_heads)  # (B, H_kv, T, Dh)
+        if self.rope_theta is not None:  # RoPE: rotate q and k at their absolute positions, after any cached ones
+            past = kv_cache.length if kv_cache is not None else 0
+            positions = torch.arange(past, past + T, device=x.device)  # (T,)
+            q = apply_rope(q, positions, self.rope_theta)  # Eq. 9.6: (B, H, T, Dh)
+            k = apply_rope(k, positions, self.rope_theta)  # Eq. 9.6: (B, H_kv, T, Dh)
         if kv_cache is not None:
-            k, v = kv_cache.update(k, v)  # Eq. 3.7: (B, H, T_k, Dh), T_k = cached + T
+            k, v = kv_cache.update(k, v)  # Eq. 3.7: (B, H_kv, T_k, Dh), T_k = cached + T
+        k = repeat_kv(k, self.n_heads // self.n_kv_heads)  # Eq. 9.8: (B, H, T_k, Dh)
+        v = repeat_kv(v, self.n_heads // self.n_kv_heads)  # Eq. 9.8: (B, H, T_k, Dh)
         T_k = k.shape[2]
 
         # Build one boolean mask (True = may attend) from the causal rule and the padding; None when neither applies,

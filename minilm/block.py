@@ -10,7 +10,12 @@ trains stably without warmup tricks (Xiong et al. 2020, https://arxiv.org/abs/20
 pre-norm by default; `ModelConfig(norm_position="post")` gives the post-norm block of the original Transformer and
 BERT, so that BERT's weights load (minilm/pretrained.py). lectures/04_block.ipynb derives both and compares them.
 
-Left out on purpose: RMSNorm, SwiGLU, parallel attention/MLP blocks.
+Beside them, the two pieces of the Llama block that replace them (lectures/09_modern_blocks.ipynb), chosen by
+ModelConfig.norm and ModelConfig.mlp: RMSNorm (Zhang & Sennrich 2019, https://arxiv.org/abs/1910.07467, section 3),
+which drops LayerNorm's mean and shift, and SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer",
+https://arxiv.org/abs/2002.05202, section 2), a gated MLP.
+
+Left out on purpose: parallel attention/MLP blocks, the other GLU variants (GeGLU, ReGLU), QK-norm.
 """
 
 from __future__ import annotations
@@ -59,6 +64,42 @@ class LayerNorm(nn.Module):
         return layer_norm(x.float(), self.weight, self.bias, self.eps).to(x.dtype)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Divide each feature vector by its root mean square, then scale (Eq. 9.1): no mean subtracted, no shift.
+
+    x / sqrt(mean(x^2) + eps) * weight; the same as torch.nn.functional.rms_norm(x, (D,), weight, eps).
+    """
+    ms = (x * x).mean(dim=-1, keepdim=True)  # (..., 1): the mean square of the D features
+    y = x * torch.rsqrt(ms + eps)  # Eq. 9.1: unit root mean square
+    return y * weight if weight is not None else y
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a learnable gain and no bias (Eq. 9.1; Zhang & Sennrich 2019, Llama).
+
+    fused=True computes the same Eq. 9.1 with PyTorch's F.rms_norm (tested equal), as LayerNorm's fused path does.
+    """
+
+    def __init__(self, d: int, eps: float = 1e-5, fused: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.fused = fused
+        self.weight = nn.Parameter(torch.ones(d))  # gamma; there is no beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
+        # In float32 under bf16 autocast, as LayerNorm does (and Hugging Face's LlamaRMSNorm).
+        return rms_norm(x.float(), self.weight, self.eps).to(x.dtype)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    """The norm `config.norm` asks for, at width D: the one place that reads ModelConfig.norm."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps, config.fused_kernels)
+    return LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
+
+
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU(x) = x Phi(x) (Hendrycks & Gimpel 2016, https://arxiv.org/abs/1606.08415).
 
@@ -99,17 +140,45 @@ class MLP(nn.Module):
         return self.dropout(self.fc_out(h))  # Eq. 4.4: (B, T, D)
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU / Swish-1: x sigmoid(x) (Eq. 9.2; Ramachandran et al. 2017, Elfwing et al. 2018). Equals F.silu."""
+    return x * torch.sigmoid(x)  # Eq. 9.2
+
+
+class SwiGLU(nn.Module):
+    """Llama's gated MLP: (SiLU(x W_gate) * (x W_in)) W_out (Eq. 9.3; Shazeer 2020, section 2).
+
+    One branch decides, per hidden unit, how much of the other passes. Three matrices instead of the MLP's two, so
+    the Llama rule shrinks d_ff to 2/3 of 4 D to keep the weights (Eq. 9.4, ModelConfig.d_ff).
+    fused_kernels picks PyTorch's F.silu for the same Eq. 9.2 (tested equal).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.act = F.silu if config.fused_kernels else silu
+        self.fc_gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias)  # W_gate: D -> d_ff
+        self.fc_in = nn.Linear(config.d_model, config.d_ff, bias=config.bias)  # W_in ("up"): D -> d_ff
+        self.fc_out = nn.Linear(config.d_ff, config.d_model, bias=config.bias)  # W_out ("down"): d_ff -> D
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc_gate(x)) * self.fc_in(x)  # Eq. 9.3 inner part: (B, T, d_ff)
+        return self.dropout(self.fc_out(h))  # Eq. 9.3: (B, T, D)
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm residual block: x + Attn(LN(x)), then x + MLP(LN(x)) (Eqs. 4.5-4.6); with
-    `config.norm_position == "post"`, BERT's post-norm block: LN(x + Attn(x)), then LN(x + MLP(x)) (Eq. 4.7)."""
+    `config.norm_position == "post"`, BERT's post-norm block: LN(x + Attn(x)), then LN(x + MLP(x)) (Eq. 4.7).
+    ModelConfig.norm and .mlp swap in RMSNorm and SwiGLU (the Llama block); the wiring stays the same.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.post_norm = config.norm_position == "post"
-        self.norm1 = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
+        self.norm1 = make_norm(config)
         self.attn = MultiHeadAttention(config)
-        self.norm2 = LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)
-        self.mlp = MLP(config)
+        self.norm2 = make_norm(config)
+        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:

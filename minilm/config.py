@@ -6,7 +6,11 @@ https://arxiv.org/abs/1706.03762, section 3) and the few switches that choose be
 batch size, ...) are not here: they live in a dataclass at the top of each script, whose fields
 minilm/cli.py turns into --flags.
 
-Left out on purpose: rotary / ALiBi positions, grouped-query attention, mixture of experts.
+The last five fields switch a GPT-2 block into a Llama block one change at a time (RMSNorm, SwiGLU, rotary positions,
+grouped-query attention; lectures/09_modern_blocks.ipynb); their defaults are GPT-2's, so a checkpoint saved before
+they existed loads unchanged.
+
+Left out on purpose: ALiBi positions, rope scaling (NTK, YaRN, Llama 3's), sliding windows, mixture of experts.
 Explained in lectures/00_overview.ipynb (notation and shape legend) and lectures/05_model.ipynb.
 """
 
@@ -54,13 +58,24 @@ class ModelConfig:
                              "block (BERT)"})
     pooler: bool = field(default=False, metadata={"help": "BERT's pooler, dense + tanh on the first token's hidden "
                          "state, kept in the backbone for the classifier's 'pooler' pooling"})
+    # ---- GPT-2 -> Llama, one switch each (lectures/09_modern_blocks.ipynb); the defaults are GPT-2's ----
+    norm: str = field(default="layernorm", metadata={"help": "\"layernorm\" (GPT-2, BERT) or \"rmsnorm\" (Llama; Zhang & Sennrich 2019)"})
+    mlp: str = field(default="gelu", metadata={"help": "\"gelu\" (GPT-2's MLP) or \"swiglu\" (Llama's gated MLP; Shazeer 2020); "
+                     "with swiglu and no d_ff, d_ff follows the Llama rule 2/3 * 4 * d_model rounded up to a multiple of 64"})
+    pos_emb: str = field(default="learned", metadata={"help": "\"learned\" (a position table, GPT-2) or \"rope\" (rotary "
+                         "positions on q and k, no table; Su et al. 2021)"})
+    rope_theta: float = field(default=10000.0, metadata={"help": "RoPE base: frequencies theta^(-2i/d_head) (RoFormer, Llama 1-2: 10000)"})
+    n_kv_heads: int | None = field(default=None, metadata={"help": "key/value heads; None means n_heads (multi-head), fewer is "
+                                   "grouped-query attention (Ainslie et al. 2023), 1 is multi-query; must divide n_heads"})
 
     def __post_init__(self) -> None:
         if self.arch not in ("transformer", "lstm", "gru"):
             raise ValueError(f"ModelConfig.arch must be 'transformer', 'lstm' or 'gru', got {self.arch!r}")
         if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
-        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            self.d_ff = swiglu_hidden_size(self.d_model) if self.mlp == "swiglu" else 4 * self.d_model
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff", "n_kv_heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
@@ -84,6 +99,19 @@ class ModelConfig:
                              f"got {self.type_vocab_size!r}")
         if self.attn_impl not in ("manual", "sdpa"):
             raise ValueError(f"ModelConfig.attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
+        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu")),
+                              ("pos_emb", ("learned", "rope"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if self.n_heads % self.n_kv_heads != 0:
+            raise ValueError(f"ModelConfig.n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads}): each "
+                             f"key/value head serves n_heads / n_kv_heads query heads; try n_kv_heads in "
+                             f"{_divisors(self.n_heads)}")
+        if self.pos_emb == "rope" and self.d_head % 2 != 0:
+            raise ValueError(f"ModelConfig.pos_emb='rope' needs an even d_head (d_model / n_heads), got d_head "
+                             f"{self.d_head}: RoPE rotates features in pairs; change d_model or n_heads")
+        if not self.rope_theta > 0:
+            raise ValueError(f"ModelConfig.rope_theta must be > 0, got {self.rope_theta!r}")
 
     @property
     def d_head(self) -> int:
@@ -101,6 +129,14 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
         return cls(**d)
+
+
+def swiglu_hidden_size(d_model: int, multiple_of: int = 64) -> int:
+    """Llama's SwiGLU width (Eq. 9.4): 2/3 of GPT-2's 4 D, so the three matrices of SwiGLU hold as many weights as
+    the MLP's two, rounded up to a multiple of `multiple_of` for matmul-friendly shapes. Llama uses 256 at D = 4096;
+    64 keeps small models close to 8/3 D (D = 128 -> 384; at GPT-2 small's D = 768 both give 2048)."""
+    hidden = int(2 * 4 * d_model / 3)  # Eq. 9.4: Llama's int(2 * hidden_dim / 3), hidden_dim = 4 D
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
 def _divisors(n: int) -> list[int]:

@@ -25,9 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .block import LayerNorm, TransformerBlock, activation
+from .block import LayerNorm, TransformerBlock, activation, make_norm
 from .config import IGNORE_INDEX, ModelConfig
 from .pretrained import load_hf_bert, load_hf_gpt2
+from .pretrained_llama import is_llama_dir, load_hf_llama
 from .sampling import sample_next
 
 
@@ -60,7 +61,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)  # E: (V, D)
-        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)  # P: (max_seq_len, D), learned (GPT-2, BERT)
+        # P: (max_seq_len, D), learned (GPT-2, BERT); None with RoPE, which puts positions into q and k instead
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model) if config.pos_emb == "learned" else None
         norm = lambda: LayerNorm(config.d_model, config.norm_eps, config.bias, config.fused_kernels)  # noqa: E731
         # BERT only (None otherwise, so earlier checkpoints keep their names): S, a table of segment vectors (sentence
         # A / B), and a LayerNorm on the summed embeddings
@@ -70,7 +72,7 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
         # pre-norm leaves the residual stream unnormalised, so a final norm comes before any head; post-norm blocks
         # end in a LayerNorm already (Eq. 4.7), so BERT has none
-        self.norm_f = norm() if config.norm_position == "pre" else None
+        self.norm_f = make_norm(config) if config.norm_position == "pre" else None  # LayerNorm, or RMSNorm
         self.pooler = nn.Linear(config.d_model, config.d_model, bias=config.bias) if config.pooler else None  # Eq. 5.13
 
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -80,7 +82,9 @@ class Transformer(nn.Module):
         assert past + T <= self.config.max_seq_len, \
             f"cannot forward {past + T} positions: the context is max_seq_len={self.config.max_seq_len}"
         pos = torch.arange(past, past + T, device=idx.device)  # (T,) absolute positions
-        x = self.tok_emb(idx) + self.pos_emb(pos)  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D)
+        x = self.tok_emb(idx)  # (B, T, D)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)  # Eq. 5.1: h_0 = E[x_t] + P[t], (B, T, D); with RoPE h_0 = E[x_t]
         if self.type_emb is not None:  # all zeros (sentence A) unless told otherwise, as in BERT
             types = torch.zeros_like(idx) if token_type_ids is None else token_type_ids  # (B, T)
             x = x + self.type_emb(types)  # Eq. 5.12: + S[s_t], (B, T, D)
@@ -119,7 +123,7 @@ class LanguageModel(nn.Module):
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters, counting tied weights once; `non_embedding` leaves out the position table (Eq. 5.10)."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and self.backbone.pos_emb is not None:
             n -= self.backbone.pos_emb.weight.numel()
         return n
 
@@ -164,7 +168,8 @@ class CausalLM(LanguageModel):
         temperature 0 means greedy decoding (argmax). Sampling rules: sampling.py (Eqs. 5.7-5.9).
         With `use_cache`, each step runs the model on the newest token only and reads the earlier keys and values
         from a KV cache (Eq. 3.7). Learned absolute positions cannot slide, so once the context is full each step
-        re-encodes the last max_seq_len tokens, exactly as generation without a cache does.
+        re-encodes the last max_seq_len tokens, exactly as generation without a cache does (with RoPE too, which could
+        slide but then would not match the recompute).
         `eos_id`: a row that has produced it keeps producing it; generation stops when every row has.
         """
         context = self.config.max_seq_len
@@ -193,8 +198,9 @@ class CausalLM(LanguageModel):
 
     @classmethod
     def from_pretrained(cls, path) -> "CausalLM":
-        """Load a local Hugging Face GPT-2 checkpoint directory (no network); see pretrained.py."""
-        return load_hf_gpt2(cls, path)
+        """Load a local Hugging Face GPT-2 (pretrained.py) or Llama-architecture (pretrained_llama.py) checkpoint
+        directory; no network."""
+        return load_hf_llama(cls, path) if is_llama_dir(path) else load_hf_gpt2(cls, path)
 
 
 class MaskedLM(LanguageModel):

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import optim
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
@@ -40,8 +42,11 @@ def split_decay_params(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]]
 
 
 def configure_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
-                        eps: float = 1e-8, device_type: str = "cpu") -> torch.optim.AdamW:
+                        eps: float = 1e-8, device_type: str = "cpu", impl: str = "torch") -> torch.optim.Optimizer:
     """AdamW (Eq. 6.2-6.5) with weight decay only on >= 2-D parameters; fused kernel on CUDA.
+
+    impl "torch": torch.optim.AdamW (fused on CUDA); "minilm": the hand-written minilm.optim.AdamW, the same groups
+    and arithmetic (tested equal), one Python loop over the parameters.
 
     Eq. 6.2: m_t = b1 m_{t-1} + (1 - b1) g_t          Eq. 6.3: v_t = b2 v_{t-1} + (1 - b2) g_t^2
     Eq. 6.4: m^_t = m_t / (1 - b1^t), v^_t = v_t / (1 - b2^t)   (bias correction)
@@ -52,6 +57,10 @@ def configure_optimizer(model: nn.Module, lr: float, weight_decay: float, betas:
     decay, no_decay = split_decay_params(model)
     groups = [{"params": [p for _, p in decay], "weight_decay": weight_decay},
               {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+    if impl == "minilm":
+        return optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    if impl != "torch":
+        raise ValueError(f"optimizer must be 'torch' or 'minilm', got {impl!r}")
     fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **({"fused": True} if fused else {}))
 

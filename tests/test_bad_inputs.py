@@ -209,6 +209,14 @@ CASES = [
       "inprocess", id="train-mlm-without-mask-token"),
     C("train", lambda w: T(w, "--resume", "--overwrite", out=w.run), "contradict", "inprocess",
       id="train-resume-and-overwrite"),
+    # train.py: the Llama options (ModelConfig.norm, mlp, pos_emb, n_kv_heads)
+    C("train", lambda w: T(w, "--n-kv-heads", "3"), "n_kv_heads (3) must divide n_heads (2)", "inprocess",
+      id="train-kv-heads-not-dividing"),
+    C("train", lambda w: T(w, "--pos-emb", "rope", "--d-model", "30", "--n-heads", "2"), "needs an even d_head",
+      "inprocess", id="train-rope-odd-head-dim"),
+    C("train", lambda w: T(w, "--norm", "batchnorm"), "norm must be 'layernorm' or 'rmsnorm'", "inprocess",
+      id="train-unknown-norm"),
+    C("train", lambda w: T(w, "--optimizer", "sgd"), "invalid choice: 'sgd'", "inprocess", id="train-unknown-optimizer"),
     # train.py: devices
     C("train", lambda w: T(w, "--device", "tpu"), "unknown device 'tpu'", "inprocess", id="train-unknown-device"),
     C("train", lambda w: T(w, "--device", "cuda"), "CUDA is not available", "inprocess", id="train-cuda-without-cuda",

@@ -43,6 +43,12 @@ SAMPLE_CALLS = {
     "seq2seq.py::beam_search_step": lambda f: f(torch.randn(1, 2, 5), torch.zeros(1, 2), torch.zeros(1, 2).bool(), 1),
     "rnn.py::lstm_cell": lambda f: f(*torch.randn(3, 2, 4), torch.randn(16, 4), torch.randn(16, 4)),
     "rnn.py::gru_cell": lambda f: f(*torch.randn(2, 2, 4), torch.randn(12, 4), torch.randn(12, 4)),
+    "block.py::rms_norm": lambda f: f(torch.randn(2, 8), None, 1e-5),
+    "block.py::SwiGLU": lambda cls: cls(_CONFIG)(torch.randn(1, 3, 16)),
+    "attention.py::apply_rope": lambda f: f(torch.randn(1, 2, 3, 4), torch.arange(3)),
+    "attention.py::repeat_kv": lambda f: f(torch.randn(1, 2, 3, 4), 2),
+    "optim.py::adamw_step": lambda f: f(torch.zeros(3), torch.ones(3), torch.zeros(3), torch.zeros(3), 1, 0.1, 0.9,
+                                        0.99, 1e-8, 0.0),
 }
 
 

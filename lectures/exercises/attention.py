@@ -72,3 +72,33 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     the softmax and zero their weights after it.
     """
     raise NotImplementedError("exercise attention.py::scaled_dot_product_attention is not attempted yet")
+
+
+# ---- lectures/09_modern_blocks.ipynb: rotary positions and grouped-query attention -------------------------------
+def apply_rope(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
+    """Exercise attention.py::apply_rope (Eqs. 9.5-9.6): rotate queries or keys by their positions (RoPE).
+
+    x: (..., T, Dh) with Dh even, e.g. (B, H, T, Dh); positions: integer (T,) or (B, T). Llama's "rotate_half"
+    convention: feature i is paired with feature i + Dh/2, and pair i turns by the angle m * theta_i at position m,
+    theta_i = theta^(-2i / Dh) for i = 0 .. Dh/2 - 1 (Eq. 9.5). With c = cos and s = sin of [angles, angles] (the
+    Dh/2 angles written twice, shape (..., T, Dh)) and rotate_half([x1, x2]) = [-x2, x1]:
+        RoPE(x) = x * c + rotate_half(x) * s     (Eq. 9.6)
+    Compute the angles in float32 and return x's dtype. The test compares with Hugging Face's apply_rotary_pos_emb.
+
+    Hints: torch.arange(0, Dh, 2).float() / Dh; positions.float()[..., None] * inv_freq; for (B, T) positions and
+    (B, H, T, Dh) x, cos has shape (B, T, Dh): insert the head axis with cos[:, None].
+    """
+    raise NotImplementedError("exercise attention.py::apply_rope is not attempted yet")
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Exercise attention.py::repeat_kv (Eq. 9.8): grouped-query attention's key/value expansion.
+
+    x: (B, H_kv, T, Dh) keys or values -> (B, H_kv * n_rep, T, Dh), where query head h reads key/value head
+    h // n_rep: kv head 0 serves query heads 0 .. n_rep - 1, kv head 1 the next n_rep, and so on.
+    The test compares with Hugging Face's repeat_kv and with F.scaled_dot_product_attention(enable_gqa=True).
+
+    Hints: x[:, :, None] adds an axis of size 1 after H_kv; .expand(B, H_kv, n_rep, T, Dh) then .reshape(...);
+    torch.repeat_interleave(x, n_rep, dim=1) is the one-line answer. (x.repeat(1, n_rep, 1, 1) groups wrongly: why?)
+    """
+    raise NotImplementedError("exercise attention.py::repeat_kv is not attempted yet")

@@ -87,3 +87,36 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         raise NotImplementedError("exercise block.py::TransformerBlock is not attempted yet (write forward)")
+
+
+# ---- lectures/09_modern_blocks.ipynb: the Llama block's two replacements ------------------------------------------
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Exercise block.py::rms_norm (Eq. 9.1): y = x / sqrt(mean(x^2) + eps) * weight.
+
+    LayerNorm without the mean: divide each feature vector by its root mean square over the last axis (the D
+    features), then scale by weight (shape (D,), may be None: skip it). No bias. x: (..., D) -> (..., D).
+    The test compares with torch.nn.functional.rms_norm.
+
+    Hints: (x * x).mean(dim=-1, keepdim=True); torch.rsqrt(a) is 1 / sqrt(a); eps goes inside the square root.
+    """
+    raise NotImplementedError("exercise block.py::rms_norm is not attempted yet")
+
+
+class SwiGLU(nn.Module):
+    """Exercise block.py::SwiGLU (Eqs. 9.2-9.3): Llama's gated MLP, dropout((SiLU(x W_gate) * (x W_in)) W_out).
+
+    The constructor is given; write `forward`: x (B, T, D) -> fc_gate and fc_in (each (B, T, d_ff)) -> SiLU of the
+    gate times the other, elementwise -> fc_out -> dropout -> (B, T, D). SiLU(z) = z * sigmoid(z) (Eq. 9.2).
+    The test compares with the formula written with F.silu.
+    Hint: which of the two branches goes through the SiLU matters: the gate, fc_gate.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.fc_gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias)  # W_gate: D -> d_ff
+        self.fc_in = nn.Linear(config.d_model, config.d_ff, bias=config.bias)  # W_in ("up"): D -> d_ff
+        self.fc_out = nn.Linear(config.d_ff, config.d_model, bias=config.bias)  # W_out ("down"): d_ff -> D
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("exercise block.py::SwiGLU is not attempted yet (write SwiGLU.forward)")

@@ -82,6 +82,11 @@ EXERCISES = (
     Exercise("seq2seq.py", "beam_search_step", "08_encoder_decoder", "Eq. 8.8"),
     Exercise("rnn.py", "lstm_cell", "10_rnn_vs_attention", "Eq. 10.3-10.5"),
     Exercise("rnn.py", "gru_cell", "10_rnn_vs_attention", "Eq. 10.6-10.8"),
+    Exercise("block.py", "rms_norm", "09_modern_blocks", "Eq. 9.1"),
+    Exercise("block.py", "SwiGLU", "09_modern_blocks", "Eq. 9.2-9.3"),
+    Exercise("attention.py", "apply_rope", "09_modern_blocks", "Eq. 9.5-9.6"),
+    Exercise("attention.py", "repeat_kv", "09_modern_blocks", "Eq. 9.8"),
+    Exercise("optim.py", "adamw_step", "09_modern_blocks", "Eq. 6.2-6.5"),
 )
 BY_KEY = {ex.key: ex for ex in EXERCISES}
 
