@@ -333,8 +333,6 @@ def wrap_model(run: Run) -> torch.nn.Module:
 def resume(run: Run) -> tuple[dict, list[dict]]:
     """(loop_state, metrics records) of the run in --out-dir; model, optimizer and RNGs continue exactly."""
     tensors, meta = load_checkpoint(run.out_dir / "ckpt.pt")
-    # a checkpoint older than a ModelConfig field meant that field's default (e.g. norm="layernorm")
-    meta = {**meta, "model_config": ModelConfig.from_dict(meta["model_config"]).to_dict()}
     check_compatible(meta, {"kind": run.s.objective, "model_config": run.config.to_dict()})
     run.raw_model.load_state_dict(tensors["model"])
     run.optimizer.load_state_dict(tensors["optimizer"])

@@ -16,6 +16,7 @@ last k checkpoints (train.py keeps the latest and the best).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -141,6 +142,10 @@ def check_compatible(meta: dict, expected: dict, prefix: str = "") -> None:
     """Raise ValueError naming every field of `expected` (nested dicts compared field by field) whose value differs
     from the checkpoint's `meta`, e.g. when resuming with a different model config."""
     expected = json.loads(json.dumps(expected))  # compare in JSON terms: tuples become lists, keys become str
+    written = meta.get("model_config")
+    if isinstance(written, dict) and set(written) <= {f.name for f in dataclasses.fields(ModelConfig)}:
+        # a ModelConfig field added after the checkpoint was written: it was made with that field's default
+        meta = {**meta, "model_config": ModelConfig.from_dict(written).to_dict()}
     problems = []
     _diff(meta, expected, prefix, problems)
     if problems:

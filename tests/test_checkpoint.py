@@ -234,3 +234,18 @@ def test_resumed_run_continues_exactly(tmp_path):
     for it in range(meta["iter"], 4):
         step(model, opt, gen, it)
     _assert_same(straight, model.state_dict())
+
+
+def test_a_checkpoint_older_than_a_config_field_is_compatible_with_its_default():
+    """Fields added to ModelConfig later (arch, norm, pos_emb, ...) were their defaults in an older checkpoint."""
+    import dataclasses as dc
+
+    from minilm.checkpoint import check_compatible
+    from minilm.config import ModelConfig
+
+    now = ModelConfig().to_dict()
+    old = {k: v for k, v in now.items() if k not in ("norm", "arch", "n_kv_heads")}
+    check_compatible({"model_config": old}, {"model_config": now})  # no error: the defaults are what it meant
+    changed = dc.replace(ModelConfig(), norm="rmsnorm").to_dict()
+    with pytest.raises(ValueError, match="model_config.norm is 'layernorm' in the checkpoint but 'rmsnorm' now"):
+        check_compatible({"model_config": old}, {"model_config": changed})
