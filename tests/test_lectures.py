@@ -111,15 +111,23 @@ def _printed_sources(nb: Path):
 
 
 def _import_namespace(nb: Path) -> dict:
-    """The names a notebook imports (its import statements only, run from the repository root)."""
+    """The names a notebook imports (its import statements only, resolved from the repository root)."""
     namespace: dict = {}
     for cell in _cells(nb):
         if cell["cell_type"] != "code":
             continue
         src = "\n".join(line for line in _source(cell).splitlines() if not line.lstrip().startswith(("%", "!")))
         for node in ast.parse(src).body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                exec(compile(ast.Module([node], []), nb.name, "exec"), namespace)  # noqa: S102 (an import)
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    namespace[alias.asname or alias.name] = getattr(module, alias.name, None) or \
+                        importlib.import_module(f"{node.module}.{alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    module = importlib.import_module(alias.name)
+                    namespace[alias.asname or alias.name.split(".")[0]] = (
+                        module if alias.asname else importlib.import_module(alias.name.split(".")[0]))
     return namespace
 
 
@@ -135,7 +143,11 @@ def test_printed_source_is_todays_source(nb, monkeypatch):
     for expression, stored in _printed_sources(nb):
         if expression.split(".")[0] not in namespace:
             continue  # a variable of the notebook's own (e.g. a loop over functions), not an imported name
-        today = inspect.getsource(eval(expression, namespace))  # noqa: S307 (a dotted name from the notebook)
+        first, *rest = expression.split(".")
+        obj = namespace[first]
+        for attribute in rest:  # a dotted name such as MultiHeadAttention.forward
+            obj = getattr(obj, attribute)
+        today = inspect.getsource(obj)
         if today.rstrip() not in stored:
             stale.append(expression)
     assert not stale, f"{nb.name} prints stale source of {stale}: re-execute it top to bottom"
