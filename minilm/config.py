@@ -124,11 +124,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def swiglu_hidden_size(d_model: int, multiple_of: int = 64) -> int:
@@ -141,3 +137,12 @@ def swiglu_hidden_size(d_model: int, multiple_of: int = 64) -> int:
 
 def _divisors(n: int) -> list[int]:
     return [k for k in range(1, min(n, 64) + 1) if n % k == 0]
+
+
+def config_from_dict(cls: type, d: dict):
+    """A config dataclass from checkpoint metadata, refusing fields it does not know (a newer or foreign file)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**d)

@@ -29,7 +29,7 @@ from .block import LayerNorm, TransformerBlock, activation, make_norm
 from .config import IGNORE_INDEX, ModelConfig
 from .pretrained import load_hf_bert, load_hf_gpt2
 from .pretrained_llama import is_llama_dir, load_hf_llama
-from .sampling import sample_next
+from .sampling import append_token, sample_next
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -187,11 +187,8 @@ class CausalLM(LanguageModel):
                 h = self.backbone(window, kv_caches=caches)  # (B, T, D)
             logits = self.lm_head(h[:, -1, :])  # (B, V)
             nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
-            if eos_id is not None:
-                nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
-                done |= nxt[:, 0] == eos_id
-            idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
+            idx, finished = append_token(idx, nxt, done, eos_id)  # (B, T + 1)
+            if finished:
                 break
         self.train(was_training)
         return idx

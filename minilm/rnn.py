@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .model import next_token_loss
-from .sampling import sample_next
+from .sampling import append_token, sample_next
 
 
 def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
@@ -226,11 +226,8 @@ class RNNLM(nn.Module):
             else:
                 logits, _ = self.forward_with_state(idx)  # the whole prefix again: (B, T, V)
             nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
-            if eos_id is not None:
-                nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
-                done |= nxt[:, 0] == eos_id
-            idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
+            idx, finished = append_token(idx, nxt, done, eos_id)  # (B, T + 1)
+            if finished:
                 break
         self.train(was_training)
         return idx

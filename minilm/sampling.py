@@ -52,3 +52,15 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         logits = top_p_filter(logits, top_p)
     probs = torch.softmax(logits, dim=-1)  # (B, V)
     return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+
+
+def append_token(idx: torch.Tensor, nxt: torch.Tensor, done: torch.Tensor, eos_id: int | None):
+    """Append the sampled tokens nxt (B, 1) to idx (B, T) -> (B, T + 1), and whether every row has ended.
+
+    A row that has produced `eos_id` keeps producing it (`done`, (B,), is updated in place), so rows of a batch can
+    end at different steps while the batch stays rectangular.
+    """
+    if eos_id is not None:
+        nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)  # (B, 1)
+        done |= nxt[:, 0] == eos_id
+    return torch.cat([idx, nxt], dim=1), eos_id is not None and bool(done.all())  # (B, T + 1)

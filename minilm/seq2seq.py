@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .attention import KVCache, MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
 from .block import MLP, LayerNorm
-from .config import IGNORE_INDEX, ModelConfig
+from .config import IGNORE_INDEX, ModelConfig, config_from_dict
 from .model import Transformer, init_weights
 
 
@@ -85,11 +85,7 @@ class Seq2SeqConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Seq2SeqConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown Seq2SeqConfig field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def seq2seq_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
