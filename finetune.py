@@ -142,17 +142,20 @@ def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:
     return dataclass_from_args(FinetuneSettings, args, PRESETS[preset]), preset
 
 
-def check_settings(s: FinetuneSettings) -> None:
-    check_flags(s, positive=["epochs", "batch_size", "grad_accum", "log_interval"],
+def check_settings(settings: FinetuneSettings) -> None:
+    check_flags(settings, positive=["epochs", "batch_size", "grad_accum", "log_interval"],
                 non_negative=["max_train_rows", "max_len", "max_steps", "stop_after", "eval_interval", "patience",
                               "weight_decay", "grad_clip", "min_lr"],
-                rules=[(s.lr > 0 and s.min_lr <= s.lr,
-                        f"need --lr > 0 and --min-lr <= --lr, got lr={s.lr}, min_lr={s.min_lr}"),
-                       (0 <= s.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {s.warmup}"),
-                       (0 <= s.head_dropout < 1, f"--head-dropout must be in [0, 1), got {s.head_dropout}"),
-                       (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1,
-                        f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}"),
-                       (not (s.resume and s.overwrite), "--resume and --overwrite contradict each other: pick one")])
+                rules=[(settings.lr > 0 and settings.min_lr <= settings.lr,
+                        f"need --lr > 0 and --min-lr <= --lr, got lr={settings.lr}, min_lr={settings.min_lr}"),
+                       (0 <= settings.warmup < 1,
+                        f"--warmup is a fraction of the steps in [0, 1), got {settings.warmup}"),
+                       (0 <= settings.head_dropout < 1,
+                        f"--head-dropout must be in [0, 1), got {settings.head_dropout}"),
+                       (0 <= settings.beta1 < 1 and 0 <= settings.beta2 < 1,
+                        f"--beta1/--beta2 must be in [0, 1), got {settings.beta1}, {settings.beta2}"),
+                       (not (settings.resume and settings.overwrite),
+                        "--resume and --overwrite contradict each other: pick one")])
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -216,13 +219,13 @@ def input_view(tokenizer, causal: bool):
 
 
 # ------------------------------------------------------------------------------------------------------ data
-def resolve_data(s: FinetuneSettings) -> dict:
+def resolve_data(settings: FinetuneSettings) -> dict:
     """Files, columns and label set, from --data's meta.json unless the flags name them."""
     meta = {}
-    data_dir = Path(s.data)
+    data_dir = Path(settings.data)
     if not data_dir.is_absolute() and not data_dir.exists() and (ROOT / data_dir).exists():
         data_dir = ROOT / data_dir
-    if not s.train:
+    if not settings.train:
         if not (data_dir / "meta.json").is_file():
             hint = (" (SST-2: python data/sst2/prepare.py, or --source PATH for a local copy of GLUE's SST-2)"
                     if data_dir.name == "sst2" else "")
@@ -231,16 +234,18 @@ def resolve_data(s: FinetuneSettings) -> dict:
         meta = json.loads((data_dir / "meta.json").read_text())
     files = {k: data_dir / v for k, v in meta.get("files", {}).items()}
     for split in ("train", "dev", "test"):
-        if getattr(s, split):
-            files[split] = Path(getattr(s, split))
-        elif s.train:
+        if getattr(settings, split):
+            files[split] = Path(getattr(settings, split))
+        elif settings.train:
             files.pop(split, None)  # explicit files: only those the flags name
     if "train" not in files or "dev" not in files:
         raise ValueError("need a training and a dev file: --train FILE --dev FILE (or --data DIR with meta.json)")
-    labels = s.labels.split(",") if s.labels else meta.get("labels")
-    names = s.label_names.split(",") if s.label_names else (meta.get("label_names") if not s.labels else None)
-    return {"files": files, "text_column": s.text_column or meta.get("text_column", "sentence"),
-            "label_column": s.label_column or meta.get("label_column", "label"), "labels": labels, "names": names}
+    labels = settings.labels.split(",") if settings.labels else meta.get("labels")
+    names = (settings.label_names.split(",") if settings.label_names
+             else (meta.get("label_names") if not settings.labels else None))
+    return {"files": files, "text_column": settings.text_column or meta.get("text_column", "sentence"),
+            "label_column": settings.label_column or meta.get("label_column", "label"),
+            "labels": labels, "names": names}
 
 
 def has_column(path: Path, column: str) -> bool:
@@ -255,16 +260,16 @@ def has_column(path: Path, column: str) -> bool:
     return column in first.split("\t" if path.suffix.lower() == ".tsv" else ",")
 
 
-def make_batches(texts, labels, inputs, s: FinetuneSettings, max_len: int, shuffle: bool, what: str,
+def make_batches(texts, labels, inputs, settings: FinetuneSettings, max_len: int, shuffle: bool, what: str,
                  device: str, batch_size: int | None = None) -> ClassificationBatches:
     """ClassificationBatches, after reporting (or refusing, with --no-truncate) texts longer than max_len: the
     boundary where a user's text meets the model's context (max_len <= max_seq_len, checked in setup)."""
-    batches = ClassificationBatches(texts, labels, inputs, batch_size or s.batch_size, max_len, shuffle=shuffle,
-                                    seed=s.seed, device=device, bucket=50 if shuffle else 0)  # less padding
+    batches = ClassificationBatches(texts, labels, inputs, batch_size or settings.batch_size, max_len, shuffle=shuffle,
+                                    seed=settings.seed, device=device, bucket=50 if shuffle else 0)  # less padding
     if batches.n_truncated:
         specials = (inputs.cls_id is not None) + (inputs.sep_id is not None)
         first = next(i for i, t in enumerate(texts) if len(inputs.encode(t)) + specials > max_len)
-        if s.no_truncate:
+        if settings.no_truncate:
             raise ValueError(f"{batches.n_truncated} of {len(texts)} {what} texts are longer than max_len={max_len} "
                              f"tokens (the first is row {first + 1}: {texts[first][:60]!r}...); drop --no-truncate "
                              f"to cut them, or shorten them")
@@ -299,7 +304,7 @@ def dev_metrics(probs: np.ndarray, y: list[int], names: list[str]) -> dict:
 @dataclass
 class Run:
     """Everything setup() builds and the loop uses; the loop's changing state lives in `loop_state` instead."""
-    s: FinetuneSettings
+    settings: FinetuneSettings
     device: str
     ctx: object  # the autocast context
     out_dir: Path
@@ -322,61 +327,65 @@ class Run:
     run_meta: dict  # what every checkpoint records about the run
 
 
-def build_backbone(s: FinetuneSettings, ckpt_file: Path):
+def build_backbone(settings: FinetuneSettings, ckpt_file: Path):
     """(language model, tokenizer, source, checkpoint): from --init, or on --resume the shape ckpt.pt records (its
     weights are loaded by resume()); checkpoint is ckpt.pt's (tensors, meta) on --resume, else None."""
-    if not s.resume:
-        return (*load_backbone(s.init, s.like, s.gpt2_ranks), None)
+    if not settings.resume:
+        return (*load_backbone(settings.init, settings.like, settings.gpt2_ranks), None)
     tensors, meta = load_checkpoint(ckpt_file)
     if meta.get("kind") != "classifier":
         raise ValueError(f"{ckpt_file} is not a finetune.py checkpoint (kind {meta.get('kind')!r})")
     lm = (MaskedLM if meta["backbone_kind"] == "mlm" else CausalLM)(ModelConfig.from_dict(meta["model_config"]))
-    return lm, tokenizer_from_dict(meta["tokenizer"], s.gpt2_ranks or None), meta["init"], (tensors, meta)
+    return lm, tokenizer_from_dict(meta["tokenizer"], settings.gpt2_ranks or None), meta["init"], (tensors, meta)
 
 
-def setup(s: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
+def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
     """Device, run directory, backbone + a fresh head, data and optimizer: (run, ckpt.pt's contents on --resume)."""
-    device = resolve_device(s.device)
-    dtype = resolve_dtype(s.dtype, device)
-    set_seed(s.seed)
-    out_dir = prepare_out_dir(s.out_dir, s.resume, s.overwrite, "fine-tune")
-    lm, tokenizer, source, checkpoint = build_backbone(s, out_dir / "ckpt.pt")
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    set_seed(settings.seed)
+    out_dir = prepare_out_dir(settings.out_dir, settings.resume, settings.overwrite, "fine-tune")
+    lm, tokenizer, source, checkpoint = build_backbone(settings, out_dir / "ckpt.pt")
     config = lm.config
     inputs = input_view(tokenizer, config.causal)
-    max_len = s.max_len or config.max_seq_len
+    max_len = settings.max_len or config.max_seq_len
     if max_len > config.max_seq_len:
         raise ValueError(f"--max-len {max_len} exceeds the model's context max_seq_len={config.max_seq_len}")
 
-    data = resolve_data(s)
+    data = resolve_data(settings)
     text_col, label_col = data["text_column"], data["label_column"]
     train_texts, train_y, labels = read_labelled(data["files"]["train"], text_col, label_col, data["labels"])
     names = data["names"] or labels
     if len(names) != len(labels):
         raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
-    if s.max_train_rows:
-        train_texts, train_y = train_texts[:s.max_train_rows], train_y[:s.max_train_rows]
+    if settings.max_train_rows:
+        train_texts, train_y = train_texts[:settings.max_train_rows], train_y[:settings.max_train_rows]
     dev_texts, dev_y, _ = read_labelled(data["files"]["dev"], text_col, label_col, labels)
     data["labels"] = labels
-    train_batches = make_batches(train_texts, train_y, inputs, s, max_len, True, "train", device)
-    dev_batches = make_batches(dev_texts, dev_y, inputs, s, max_len, False, "dev", device, 2 * s.batch_size)
+    train_batches = make_batches(train_texts, train_y, inputs, settings, max_len, True, "train", device)
+    dev_batches = make_batches(dev_texts, dev_y, inputs, settings, max_len, False, "dev", device,
+                               2 * settings.batch_size)
 
-    model = SequenceClassifier.from_lm(lm, len(labels), None if s.pooling == "auto" else s.pooling, s.head_dropout)
-    if s.freeze_backbone:
+    model = SequenceClassifier.from_lm(lm, len(labels), None if settings.pooling == "auto" else settings.pooling,
+                                       settings.head_dropout)
+    if settings.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     model.to(device)
-    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
-    steps_per_epoch = math.ceil(len(train_batches) / s.grad_accum)
+    optimizer = configure_optimizer(model, settings.lr, settings.weight_decay, (settings.beta1, settings.beta2),
+                                    device_type=device.split(":")[0])
+    steps_per_epoch = math.ceil(len(train_batches) / settings.grad_accum)
     run_meta = {"kind": "classifier", "backbone_kind": "clm" if config.causal else "mlm",
                 "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(), "labels": labels,
                 "label_names": names, "n_classes": len(labels), "pooling": model.pooling,
-                "head_dropout": s.head_dropout, "max_len": max_len,
+                "head_dropout": settings.head_dropout, "max_len": max_len,
                 "input_format": "text <eos>" if config.causal else "[cls] text [sep]", "init": source,
-                "text_column": text_col, "label_column": label_col, "preset": preset, "settings": dataclasses.asdict(s)}
-    run = Run(s, device, autocast_context(device, dtype), out_dir, source, config, inputs, max_len, data, names,
+                "text_column": text_col, "label_column": label_col, "preset": preset,
+                "settings": dataclasses.asdict(settings)}
+    run = Run(settings, device, autocast_context(device, dtype), out_dir, source, config, inputs, max_len, data, names,
               len(train_texts), dev_y, train_batches, dev_batches, raw_model=model, model=model, optimizer=optimizer,
               scaler=make_grad_scaler(device, dtype), steps_per_epoch=steps_per_epoch,
-              max_steps=min(s.max_steps or math.inf, s.epochs * steps_per_epoch), run_meta=run_meta)
+              max_steps=min(settings.max_steps or math.inf, settings.epochs * steps_per_epoch), run_meta=run_meta)
     return run, checkpoint
 
 
@@ -396,7 +405,7 @@ def resume(run: Run, checkpoint: tuple) -> tuple[dict, list[dict]]:
     # checkpoints written before loop_state existed kept its fields at the top level of meta
     loop_state = meta.get("loop_state") or {k: meta[k] for k in ("step", "best", "bad_evals")}
     loop_state = {**loop_state, "last_saved": loop_state["step"]}
-    print(f"resuming {run.out_dir} at step {loop_state['step']}, epoch {batches.epoch} (best dev {run.s.metric} "
+    print(f"resuming {run.out_dir} at step {loop_state['step']}, epoch {batches.epoch} (best dev {run.settings.metric} "
           f"{loop_state['best']:.4f})")
     return loop_state, read_metrics(run.out_dir, before_step=loop_state["step"] + 1)  # later lines are redone
 
@@ -421,9 +430,9 @@ def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> 
     dev = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
     if not math.isfinite(dev["loss"]):  # never overwrite a good checkpoint with diverged weights
         raise diverged(run, loop_state, f"dev loss is {dev['loss']}")
-    improved = dev[run.s.metric] > loop_state["best"]
+    improved = dev[run.settings.metric] > loop_state["best"]
     if improved:
-        loop_state.update(best=dev[run.s.metric], bad_evals=0)
+        loop_state.update(best=dev[run.settings.metric], bad_evals=0)
     else:
         loop_state["bad_evals"] += 1
     step = loop_state["step"]
@@ -438,33 +447,33 @@ def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> 
     write_metrics(run.out_dir, records)  # before ckpt.pt: a crash between the two then loses no records on --resume
     save(run, run.out_dir / "ckpt.pt", loop_state, True, {})
     loop_state["last_saved"] = step
-    return run.s.patience > 0 and loop_state["bad_evals"] >= run.s.patience
+    return run.settings.patience > 0 and loop_state["bad_evals"] >= run.settings.patience
 
 
 def train_mode(run: Run) -> None:
     run.raw_model.train()
-    if run.s.freeze_backbone:
+    if run.settings.freeze_backbone:
         run.raw_model.backbone.eval()  # a linear probe reads fixed features: no dropout inside the frozen backbone
 
 
 # ------------------------------------------------------------------------------------------------------ fine-tuning
-def finetune(s: FinetuneSettings, preset: str) -> int:
-    check_settings(s)
+def finetune(settings: FinetuneSettings, preset: str) -> int:
+    check_settings(settings)
     t_begin = time.time()
-    run, checkpoint = setup(s, preset)
+    run, checkpoint = setup(settings, preset)
     # the loop's state, in one place and saved in every checkpoint (nanochat's loop_state)
     loop_state, records = {"step": 0, "best": -math.inf, "bad_evals": 0, "last_saved": None}, []
-    if s.resume:
+    if settings.resume:
         loop_state, records = resume(run, checkpoint)
     raw_model, optimizer, scaler, batches = run.raw_model, run.optimizer, run.scaler, run.train_batches
-    run.model = model = maybe_compile(raw_model, s.compile, run.device)
-    warmup_steps, max_steps = int(s.warmup * run.max_steps), run.max_steps
-    schedule = get_lr_linear if s.schedule == "linear" else get_lr  # Eq. 6.7 / Eq. 6.6
+    run.model = model = maybe_compile(raw_model, settings.compile, run.device)
+    warmup_steps, max_steps = int(settings.warmup * run.max_steps), run.max_steps
+    schedule = get_lr_linear if settings.schedule == "linear" else get_lr  # Eq. 6.7 / Eq. 6.6
     n_train_params = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
     print(f"{run.source} | {run.run_meta['backbone_kind']} backbone, pooling {raw_model.pooling}, {len(run.names)} "
           f"classes {run.names} | {n_train_params / 1e6:.2f}M trainable parameters"
-          f"{' (backbone frozen)' if s.freeze_backbone else ''} | {run.device}, "
-          f"{str(resolve_dtype(s.dtype, run.device)).split('.')[1]} | {run.n_train:,} train / "
+          f"{' (backbone frozen)' if settings.freeze_backbone else ''} | {run.device}, "
+          f"{str(resolve_dtype(settings.dtype, run.device)).split('.')[1]} | {run.n_train:,} train / "
           f"{len(run.dev_y):,} dev rows | {max_steps} steps ({run.steps_per_epoch}/epoch)")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
@@ -472,16 +481,16 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
     t_start, step_start = time.time(), loop_state["step"]
     stop = loop_state["step"] >= max_steps
     loss_sum, micro = 0.0, 0
-    for epoch in range(batches.epoch, s.epochs):
+    for epoch in range(batches.epoch, settings.epochs):
         if stop:
             break
         n_batches = len(batches)
         for idx, mask, y in batches:  # resumes mid-epoch where the checkpoint left off
-            lr = schedule(loop_state["step"], s.lr, s.min_lr, warmup_steps, max_steps)  # Eq. 6.7 (or 6.6)
+            lr = schedule(loop_state["step"], settings.lr, settings.min_lr, warmup_steps, max_steps)  # Eq. 6.7 (or 6.6)
             with run.ctx:
                 _, loss = model(idx, mask, y)  # Eq. 5.5: cross-entropy of the head's logits
             # the last group of an epoch may hold fewer micro-batches: average over what it holds
-            group = min(s.grad_accum, n_batches - (batches.position - 1 - micro))
+            group = min(settings.grad_accum, n_batches - (batches.position - 1 - micro))
             scaler.scale(loss / group).backward()
             loss_sum += float(loss.detach())
             micro += 1
@@ -489,8 +498,8 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
                 continue
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            if s.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
-                clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
+            if settings.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
+                clip_grad_norm(raw_model.parameters(), settings.grad_clip, optimizer, scaler)
             scaler.step(optimizer)  # Eqs. 6.2-6.5
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -500,21 +509,21 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
             if not math.isfinite(loss_value):
                 raise diverged(run, loop_state, f"loss is {loss_value}")
             records.append({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr})
-            if step % s.log_interval == 0:
+            if step % settings.log_interval == 0:
                 elapsed = time.time() - t_start
                 eta = (max_steps - step) * elapsed / max(step - step_start, 1)
                 print(f"step {step:>5} | epoch {epoch} | loss {loss_value:.4f} | lr {lr:.2e} | "
                       f"{format_eta(elapsed)} elapsed, {format_eta(eta)} left")
             # once in a while, at the end of an epoch and at the end: evaluate on dev and checkpoint
             end_of_epoch = batches.position >= n_batches
-            stop = step >= max_steps or (s.stop_after > 0 and step == s.stop_after)
-            if (s.eval_interval and step % s.eval_interval == 0) or end_of_epoch or stop:
+            stop = step >= max_steps or (settings.stop_after > 0 and step == settings.stop_after)
+            if (settings.eval_interval and step % settings.eval_interval == 0) or end_of_epoch or stop:
                 stop = evaluate_and_checkpoint(run, loop_state, records) or stop
                 train_mode(run)
             if stop:
                 break
     write_metrics(run.out_dir, records)
-    if s.stop_after and loop_state["step"] == s.stop_after and loop_state["step"] < max_steps:
+    if settings.stop_after and loop_state["step"] == settings.stop_after and loop_state["step"] < max_steps:
         print(f"stopped at step {loop_state['step']} (--stop-after); continue with --resume")
         return 0
     report(run, loop_state, time.time() - t_start, t_begin)
@@ -523,15 +532,15 @@ def finetune(s: FinetuneSettings, preset: str) -> int:
 
 def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> None:
     """best.pt on dev (and test): report.json, a confusion-matrix PNG, dev and test predictions."""
-    s, out_dir, names, data = run.s, run.out_dir, run.names, run.data
-    model, _, best_meta = load_classifier(out_dir / "best.pt", run.device, s.gpt2_ranks or None)
+    settings, out_dir, names, data = run.settings, run.out_dir, run.names, run.data
+    model, _, best_meta = load_classifier(out_dir / "best.pt", run.device, settings.gpt2_ranks or None)
     dev_probs = predict_proba(model, run.dev_batches, run.ctx)
     dev_pred = dev_probs.argmax(axis=1)
     summary = {"dev": classification_report(np.asarray(run.dev_y), dev_pred, names), "best_step": best_meta["step"],
-               "metric": s.metric, "init": run.source, "backbone_kind": run.run_meta["backbone_kind"],
+               "metric": settings.metric, "init": run.source, "backbone_kind": run.run_meta["backbone_kind"],
                "pooling": run.raw_model.pooling, "train_rows": run.n_train, "steps": loop_state["step"],
                "train_time_s": train_time, "total_time_s": time.time() - t_begin}
-    print(f"\nbest checkpoint: step {best_meta['step']} (dev {s.metric} {loop_state['best']:.4f}); dev report:")
+    print(f"\nbest checkpoint: step {best_meta['step']} (dev {settings.metric} {loop_state['best']:.4f}); dev report:")
     print(format_report(summary["dev"], digits=4))
     write_predictions(out_dir / "dev_predictions.tsv", dev_probs, names, run.dev_y)
     plot_confusion_matrix(confusion_matrix(np.asarray(run.dev_y), dev_pred, len(names)), names,
@@ -541,8 +550,9 @@ def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> Non
         labelled = has_column(path, label_col)
         test_texts, test_y, _ = read_labelled(path, text_col, label_col if labelled else None,
                                               data["labels"] if labelled else None)
-        test_probs = predict_proba(model, make_batches(test_texts, test_y, run.inputs, s, run.max_len, False, "test",
-                                                       run.device, 2 * s.batch_size), run.ctx)
+        test_batches = make_batches(test_texts, test_y, run.inputs, settings, run.max_len, False, "test", run.device,
+                                    2 * settings.batch_size)
+        test_probs = predict_proba(model, test_batches, run.ctx)
         write_predictions(out_dir / "predictions.tsv", test_probs, names, test_y)
         if labelled:
             summary["test"] = classification_report(np.asarray(test_y), test_probs.argmax(axis=1), names)
@@ -564,19 +574,19 @@ def write_predictions(path: Path, probs: np.ndarray, names: list[str], y=None) -
 
 
 # ------------------------------------------------------------------------------------------------------ prediction
-def predict(s: FinetuneSettings) -> int:
-    if not s.ckpt:
+def predict(settings: FinetuneSettings) -> int:
+    if not settings.ckpt:
         raise ValueError("--predict / --predict-file need --ckpt DIR: a run written by finetune.py")
-    if bool(s.predict) == bool(s.predict_file):
+    if bool(settings.predict) == bool(settings.predict_file):
         raise ValueError("with --ckpt, pass exactly one of --predict TEXT or --predict-file FILE")
-    device = resolve_device(s.device)
-    model, tokenizer, meta = load_classifier(s.ckpt, device, s.gpt2_ranks or None)
-    if s.predict:
-        texts = [s.predict]
+    device = resolve_device(settings.device)
+    model, tokenizer, meta = load_classifier(settings.ckpt, device, settings.gpt2_ranks or None)
+    if settings.predict:
+        texts = [settings.predict]
     else:
-        path = Path(s.predict_file)
+        path = Path(settings.predict_file)
         if path.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json"):
-            texts, _, _ = read_labelled(path, s.text_column or meta.get("text_column", "sentence"), None)
+            texts, _, _ = read_labelled(path, settings.text_column or meta.get("text_column", "sentence"), None)
         else:
             if not path.is_file():
                 raise FileNotFoundError(f"--predict-file {path} does not exist")
@@ -584,11 +594,11 @@ def predict(s: FinetuneSettings) -> int:
             if not texts:
                 raise ValueError(f"--predict-file {path} has no text lines")
     if meta["max_len"] > model.config.max_seq_len:
-        raise ValueError(f"{s.ckpt}: max_len {meta['max_len']} exceeds the model's context "
+        raise ValueError(f"{settings.ckpt}: max_len {meta['max_len']} exceeds the model's context "
                          f"max_seq_len={model.config.max_seq_len}; the checkpoint is damaged")
-    batches = make_batches(texts, None, input_view(tokenizer, model.config.causal), s, meta["max_len"], False,
+    batches = make_batches(texts, None, input_view(tokenizer, model.config.causal), settings, meta["max_len"], False,
                            "input", device)
-    probs = predict_proba(model, batches, autocast_context(device, resolve_dtype(s.dtype, device)))
+    probs = predict_proba(model, batches, autocast_context(device, resolve_dtype(settings.dtype, device)))
     names = meta["label_names"]
     for text, p in zip(texts, probs):
         k = int(p.argmax())

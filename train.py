@@ -162,18 +162,20 @@ def parse_settings(argv=None) -> tuple[TrainSettings, ModelConfig | dict, str]:
     return settings, model_overrides, args.preset
 
 
-def check_settings(s: TrainSettings) -> None:
-    check_flags(s, positive=["max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters",
+def check_settings(settings: TrainSettings) -> None:
+    check_flags(settings, positive=["max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters",
                              "log_interval", "sample_tokens"],
                 non_negative=["weight_decay", "grad_clip", "max_minutes", "samples", "stop_after"],
-                rules=[(s.lr > 0, f"--lr must be > 0, got {s.lr}"),
-                       (0 <= s.min_lr <= s.lr, f"--min-lr must be in [0, lr={s.lr}], got {s.min_lr}"),
-                       (0 <= s.warmup_iters <= s.max_iters,
-                        f"--warmup-iters must be in [0, max_iters={s.max_iters}], got {s.warmup_iters}"),
-                       (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1,
-                        f"--beta1/--beta2 must be in [0, 1), got {s.beta1}, {s.beta2}"),
-                       (0 < s.mask_prob < 1, f"--mask-prob must be in (0, 1), got {s.mask_prob}"),
-                       (not (s.resume and s.overwrite), "--resume and --overwrite contradict each other: pick one")])
+                rules=[(settings.lr > 0, f"--lr must be > 0, got {settings.lr}"),
+                       (0 <= settings.min_lr <= settings.lr,
+                        f"--min-lr must be in [0, lr={settings.lr}], got {settings.min_lr}"),
+                       (0 <= settings.warmup_iters <= settings.max_iters,
+                        f"--warmup-iters must be in [0, max_iters={settings.max_iters}], got {settings.warmup_iters}"),
+                       (0 <= settings.beta1 < 1 and 0 <= settings.beta2 < 1,
+                        f"--beta1/--beta2 must be in [0, 1), got {settings.beta1}, {settings.beta2}"),
+                       (0 < settings.mask_prob < 1, f"--mask-prob must be in (0, 1), got {settings.mask_prob}"),
+                       (not (settings.resume and settings.overwrite),
+                        "--resume and --overwrite contradict each other: pick one")])
 
 
 def find_data(data: str) -> Path:
@@ -205,7 +207,7 @@ def find_data(data: str) -> Path:
 @dataclass
 class Run:
     """Everything setup() builds and the loop uses; the loop's changing state lives in `loop_state` instead."""
-    s: TrainSettings
+    settings: TrainSettings
     ddp: bool
     rank: int
     world: int
@@ -235,27 +237,27 @@ class Run:
             print(*args)
 
 
-def setup_distributed(s: TrainSettings) -> tuple[bool, int, int, str]:
+def setup_distributed(settings: TrainSettings) -> tuple[bool, int, int, str]:
     """(ddp, rank, world size, device): torchrun sets RANK / WORLD_SIZE; a single process otherwise."""
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = resolve_device(s.device)
+    device = resolve_device(settings.device)
     if ddp:
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-        if s.grad_accum % world:
-            raise ValueError(f"--grad-accum {s.grad_accum} must be divisible by the number of processes {world}")
+        if settings.grad_accum % world:
+            raise ValueError(f"--grad-accum {settings.grad_accum} must be divisible by the number of processes {world}")
     return ddp, rank, world, device
 
 
-def load_data(s: TrainSettings, model_overrides: dict, device: str):
+def load_data(settings: TrainSettings, model_overrides: dict, device: str):
     """(data_dir, tokenizer, train_data, val_data, config, get_batch), after checking the data fits the model."""
-    data_dir = find_data(s.data)
+    data_dir = find_data(settings.data)
     meta = load_meta(data_dir)
     tokenizer = tokenizer_from_dict(meta["tokenizer"])
-    if s.objective == "mlm" and tokenizer.mask_id is None:
+    if settings.objective == "mlm" and tokenizer.mask_id is None:
         raise ValueError(f"--objective mlm needs a tokenizer with a <mask> token, but {data_dir}'s has none: prepare "
                          f"the data with special tokens (as data/imdb/prepare.py does) or use --objective clm")
     for split in ("train", "val"):
@@ -266,22 +268,23 @@ def load_data(s: TrainSettings, model_overrides: dict, device: str):
         raise ValueError(f"--vocab-size {model_overrides['vocab_size']} differs from the dataset's "
                          f"{meta['vocab_size']}: leave it out (it comes from {data_dir}/meta.json)")
     config = ModelConfig(**{**model_overrides, "vocab_size": meta["vocab_size"]})
-    if config.arch != "transformer" and s.objective != "clm":
+    if config.arch != "transformer" and settings.objective != "clm":
         raise ValueError(f"--arch {config.arch} is a causal LM (it reads left to right), so it trains with --objective "
                          f"clm only; a masked LM needs --arch transformer")
-    if (s.objective == "clm") != config.causal:
-        raise ValueError(f"--objective {s.objective} needs --causal {s.objective == 'clm'}")
+    if (settings.objective == "clm") != config.causal:
+        raise ValueError(f"--objective {settings.objective} needs --causal {settings.objective == 'clm'}")
     T = config.max_seq_len
-    docs = {split: load_documents(data_dir, split) for split in splits} if s.mlm_documents else None
+    docs = {split: load_documents(data_dir, split) for split in splits} if settings.mlm_documents else None
 
     def get_batch(split: str, generator: torch.Generator) -> tuple:
         data = splits[split]
-        if s.objective == "clm":
-            return get_causal_batch(data, s.batch_size, T, generator, device)  # (x, y)
-        if s.mlm_documents:  # (inputs, targets, attention_mask): model(inputs, targets, attention_mask)
-            return get_mlm_document_batch(data, docs[split], s.batch_size, T, generator, tokenizer, device,
-                                          s.mask_prob)
-        return get_mlm_batch(data, s.batch_size, T, generator, tokenizer, device, s.mask_prob)  # (inputs, targets)
+        if settings.objective == "clm":
+            return get_causal_batch(data, settings.batch_size, T, generator, device)  # (x, y)
+        if settings.mlm_documents:  # (inputs, targets, attention_mask): model(inputs, targets, attention_mask)
+            return get_mlm_document_batch(data, docs[split], settings.batch_size, T, generator, tokenizer, device,
+                                          settings.mask_prob)
+        # (inputs, targets)
+        return get_mlm_batch(data, settings.batch_size, T, generator, tokenizer, device, settings.mask_prob)
 
     for split, data in splits.items():  # fail now, before any file is written
         if len(data) < T + 1:
@@ -299,31 +302,31 @@ def build_model(objective: str, config: ModelConfig) -> torch.nn.Module:
     return (CausalLM if objective == "clm" else MaskedLM)(config)
 
 
-def setup(s: TrainSettings, model_overrides: dict, preset: str) -> Run:
+def setup(settings: TrainSettings, model_overrides: dict, preset: str) -> Run:
     """Devices, data, model, optimizer and the run directory: everything before the loop."""
-    ddp, rank, world, device = setup_distributed(s)
-    dtype = resolve_dtype(s.dtype, device)
+    ddp, rank, world, device = setup_distributed(settings)
+    dtype = resolve_dtype(settings.dtype, device)
     ctx = autocast_context(device, dtype)
-    set_seed(s.seed)
-    data_dir, tokenizer, train_data, val_data, config, get_batch = load_data(s, model_overrides, device)
-    out_dir = Path(s.out_dir)
+    set_seed(settings.seed)
+    data_dir, tokenizer, train_data, val_data, config, get_batch = load_data(settings, model_overrides, device)
+    out_dir = Path(settings.out_dir)
     if rank == 0:
-        prepare_out_dir(out_dir, s.resume, s.overwrite, "train")
-    model = build_model(s.objective, config).to(device)
-    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0],
-                                    impl=s.optimizer)
-    run_meta = {"kind": s.objective, "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(),
-                "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(s)}
-    return Run(s, ddp, rank, world, device, dtype, ctx, data_dir, tokenizer, train_data, val_data, config,
+        prepare_out_dir(out_dir, settings.resume, settings.overwrite, "train")
+    model = build_model(settings.objective, config).to(device)
+    optimizer = configure_optimizer(model, settings.lr, settings.weight_decay, (settings.beta1, settings.beta2),
+                                    device_type=device.split(":")[0], impl=settings.optimizer)
+    run_meta = {"kind": settings.objective, "model_config": config.to_dict(), "tokenizer": tokenizer.to_dict(),
+                "data": str(data_dir), "preset": preset, "settings": dataclasses.asdict(settings)}
+    return Run(settings, ddp, rank, world, device, dtype, ctx, data_dir, tokenizer, train_data, val_data, config,
                get_batch, out_dir, raw_model=model, model=model, optimizer=optimizer,
                scaler=make_grad_scaler(device, dtype),
-               train_gen=torch.Generator().manual_seed(s.seed),  # every process draws the same stream (DDP note)
+               train_gen=torch.Generator().manual_seed(settings.seed),  # every process draws the same stream (DDP note)
                run_meta=run_meta)
 
 
 def wrap_model(run: Run) -> torch.nn.Module:
     """The model the loop trains: compiled (--compile) and wrapped for DDP; run.raw_model stays the plain one."""
-    model = maybe_compile(run.raw_model, run.s.compile, run.device)
+    model = maybe_compile(run.raw_model, run.settings.compile, run.device)
     if run.ddp:
         model = DDP(model, device_ids=[int(run.device.split(":")[1])] if run.device.startswith("cuda") else None)
     return model
@@ -333,7 +336,7 @@ def wrap_model(run: Run) -> torch.nn.Module:
 def resume(run: Run) -> tuple[dict, list[dict]]:
     """(loop_state, metrics records) of the run in --out-dir; model, optimizer and RNGs continue exactly."""
     tensors, meta = load_checkpoint(run.out_dir / "ckpt.pt")
-    check_compatible(meta, {"kind": run.s.objective, "model_config": run.config.to_dict()})
+    check_compatible(meta, {"kind": run.settings.objective, "model_config": run.config.to_dict()})
     run.raw_model.load_state_dict(tensors["model"])
     run.optimizer.load_state_dict(tensors["optimizer"])
     run.scaler.load_state_dict(tensors["scaler"])
@@ -365,7 +368,7 @@ def diverged(run: Run, loop_state: dict, what: str) -> ValueError:
 def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict], lr: float, t_start: float) -> None:
     """Losses on fixed batches (comparable across evaluations), best.pt when val improves, metrics, ckpt.pt, plot."""
     losses = {split: evaluate(run.raw_model, lambda sp=split, g=torch.Generator().manual_seed(1): run.get_batch(sp, g),
-                              run.s.eval_iters, run.ctx) for split in ("train", "val")}
+                              run.settings.eval_iters, run.ctx) for split in ("train", "val")}
     step = loop_state["step"]
     run.say(f"step {step:>5} | eval: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
     if not all(math.isfinite(v) for v in losses.values()):  # never overwrite a good checkpoint with NaNs
@@ -390,7 +393,7 @@ def global_loss(run: Run, loss_sum) -> float:
         loss_sum = torch.as_tensor(loss_sum, device=run.device)
         dist.all_reduce(loss_sum)
         loss_sum = loss_sum / run.world
-    return float(loss_sum) / (run.s.grad_accum // run.world)
+    return float(loss_sum) / (run.settings.grad_accum // run.world)
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -399,21 +402,22 @@ def main(argv=None) -> int:
     return run_main("train.py", lambda: train(settings, model_overrides, preset), settings.debug)
 
 
-def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
-    check_settings(s)
-    run = setup(s, model_overrides, preset)
+def train(settings: TrainSettings, model_overrides: dict, preset: str) -> int:
+    check_settings(settings)
+    run = setup(settings, model_overrides, preset)
     # the loop's state, in one place and saved in every checkpoint (nanochat's loop_state)
     loop_state, records = {"step": 0, "best_val_loss": math.inf, "last_saved": None}, []
-    if s.resume:
+    if settings.resume:
         loop_state, records = resume(run)
     run.model = model = wrap_model(run)
     raw_model, optimizer, scaler, T = run.raw_model, run.optimizer, run.scaler, run.config.max_seq_len
-    local_accum = s.grad_accum // run.world
-    tokens_per_step = s.batch_size * T * s.grad_accum
-    flops_token = raw_model.flops_per_token(T) if s.objective == "clm" else raw_model.flops_per_token(T, s.mask_prob)
+    local_accum = settings.grad_accum // run.world
+    tokens_per_step = settings.batch_size * T * settings.grad_accum
+    flops_token = (raw_model.flops_per_token(T) if settings.objective == "clm"
+                   else raw_model.flops_per_token(T, settings.mask_prob))
     peak = peak_flops(run.device, run.dtype)
     arch = "" if run.config.arch == "transformer" else f", {run.config.arch}"
-    run.say(f"{s.objective}{arch} | {raw_model.num_params() / 1e6:.2f}M parameters | {run.device}, "
+    run.say(f"{settings.objective}{arch} | {raw_model.num_params() / 1e6:.2f}M parameters | {run.device}, "
             f"{str(run.dtype).split('.')[1]}{', compiled' if model is not raw_model and not run.ddp else ''}"
             f"{f', DDP x{run.world}' if run.ddp else ''} | {tokens_per_step:,} tokens/step | {run.data_dir} "
             f"({len(run.train_data):,} train tokens)")
@@ -421,16 +425,16 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
     # ---- the loop ----------------------------------------------------------------------------------------------------
     t_start, start_step = time.time(), loop_state["step"]
     interval_start, interval_steps = time.perf_counter(), 0  # tokens/s counts training steps only, not evals
-    for step in range(start_step, s.max_iters + 1):
+    for step in range(start_step, settings.max_iters + 1):
         loop_state["step"] = step
-        lr = get_lr(step, s.lr, s.min_lr, s.warmup_iters, s.max_iters)  # Eq. 6.6
+        lr = get_lr(step, settings.lr, settings.min_lr, settings.warmup_iters, settings.max_iters)  # Eq. 6.6
         for group in optimizer.param_groups:
             group["lr"] = lr
-        out_of_time = s.max_minutes > 0 and time.time() - t_start > 60 * s.max_minutes
-        last = step == s.max_iters or out_of_time or (s.stop_after > 0 and step == s.stop_after)
+        out_of_time = settings.max_minutes > 0 and time.time() - t_start > 60 * settings.max_minutes
+        last = step == settings.max_iters or out_of_time or (settings.stop_after > 0 and step == settings.stop_after)
 
         # once in a while (and at the end): evaluate, keep the best weights, checkpoint, plot
-        if step % s.eval_interval == 0 or last:
+        if step % settings.eval_interval == 0 or last:
             t_eval = time.perf_counter()
             evaluate_and_checkpoint(run, loop_state, records, lr, t_start)
             interval_start += time.perf_counter() - t_eval
@@ -439,7 +443,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
 
         # forward / backward over the micro-batches; gradients add up (Eq. 6.1 averaged over grad_accum)
         loss_sum = 0.0
-        for micro in range(s.grad_accum):
+        for micro in range(settings.grad_accum):
             batch = run.get_batch("train", run.train_gen)
             if micro % run.world != run.rank:  # DDP: every process draws every micro-batch, keeps its own share,
                 continue  # so N processes see exactly the data one process would
@@ -448,15 +452,15 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
                 _, loss = model(*batch)
             loss_sum += loss.detach()
             scaler.scale(loss / local_accum).backward()
-        if s.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
-            clip_grad_norm(raw_model.parameters(), s.grad_clip, optimizer, scaler)
+        if settings.grad_clip > 0:  # Eq. 6.8, on the true (unscaled) gradients
+            clip_grad_norm(raw_model.parameters(), settings.grad_clip, optimizer, scaler)
         scaler.step(optimizer)  # Eqs. 6.2-6.5 (skipped by the scaler if fp16 gradients overflowed)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         interval_steps += 1
 
         # once in a while: the training loss, throughput, MFU and time left
-        if (step + 1) % s.log_interval == 0 or step + 1 == s.max_iters:
+        if (step + 1) % settings.log_interval == 0 or step + 1 == settings.max_iters:
             loss_value = global_loss(run, loss_sum)
             if not math.isfinite(loss_value):
                 raise diverged(run, loop_state, f"the training loss is {loss_value}")
@@ -465,7 +469,7 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
             utilisation = mfu(flops_token, rate, peak)
             shown = f" | MFU {100 * utilisation:.1f}%" if utilisation is not None else ""
             elapsed = time.time() - t_start
-            eta = (s.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
+            eta = (settings.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
             run.say(f"step {step:>5} | loss {loss_value:.4f} | lr {lr:.2e} | {rate:,.0f} tok/s"
                     f"{shown} | {format_eta(elapsed)} elapsed, "
                     f"{format_eta(eta)} left")
@@ -477,17 +481,17 @@ def train(s: TrainSettings, model_overrides: dict, preset: str) -> int:
 
 def finish(run: Run, loop_state: dict, records: list[dict], elapsed: float) -> None:
     """The end: the metrics file, a whole-split validation loss and what the model learned."""
-    s = run.s
+    settings = run.settings
     if run.master:
         write_metrics(run.out_dir, records)
         run.say(f"done: {loop_state['step']} steps in {format_eta(elapsed)}; best val loss "
                 f"{loop_state['best_val_loss']:.4f}; checkpoints in {run.out_dir} (ckpt.pt latest, best.pt best)")
-        if s.objective == "clm":
-            loss = full_split_loss(run.raw_model, run.val_data, run.config.max_seq_len, s.batch_size, run.device,
+        if settings.objective == "clm":
+            loss = full_split_loss(run.raw_model, run.val_data, run.config.max_seq_len, settings.batch_size, run.device,
                                    run.ctx)
             run.say(f"val loss over the whole val split ({len(run.val_data):,} tokens): {loss:.4f}")
-        if s.samples:
-            show_samples(run.raw_model, run.tokenizer, s, run.device, run.ctx, run.val_data)
+        if settings.samples:
+            show_samples(run.raw_model, run.tokenizer, settings, run.device, run.ctx, run.val_data)
     if run.ddp:
         dist.destroy_process_group()
 
@@ -508,27 +512,27 @@ def full_split_loss(model, data, T: int, batch_size: int, device: str, ctx) -> f
     return total / count
 
 
-def show_samples(model, tokenizer, s: TrainSettings, device: str, ctx, val_data) -> None:
+def show_samples(model, tokenizer, settings: TrainSettings, device: str, ctx, val_data) -> None:
     """clm: sample text from the model; mlm: mask a few tokens of validation text and show the model's guesses."""
-    gen = torch.Generator(device=device).manual_seed(s.seed)
+    gen = torch.Generator(device=device).manual_seed(settings.seed)
     model.eval()
-    if s.objective == "clm":
+    if settings.objective == "clm":
         try:
             start = tokenizer.encode("\n")  # start each sample on a new line, as the text does
         except ValueError:
             start = [int(val_data[0])]
-        for i in range(s.samples):
+        for i in range(settings.samples):
             idx = torch.tensor([start], dtype=torch.long, device=device)
             with ctx:
-                out = model.generate(idx, s.sample_tokens, temperature=0.8, top_k=200, generator=gen)
+                out = model.generate(idx, settings.sample_tokens, temperature=0.8, top_k=200, generator=gen)
             print(f"--- sample {i + 1} " + "-" * 60 + "\n" + tokenizer.decode(out[0].tolist()))
         return
     T = min(model.config.max_seq_len, 48)
-    for i in range(s.samples):
-        start = i * len(val_data) // max(s.samples, 1)
+    for i in range(settings.samples):
+        start = i * len(val_data) // max(settings.samples, 1)
         x = torch.from_numpy(val_data[start:start + T].astype("int64"))[None]  # (1, T)
         inputs, targets = mask_tokens(x, tokenizer.mask_id, tokenizer.vocab_size, tokenizer.special_ids,
-                                      torch.Generator().manual_seed(i), mask_prob=s.mask_prob)
+                                      torch.Generator().manual_seed(i), mask_prob=settings.mask_prob)
         with torch.no_grad(), ctx:
             logits, _ = model(inputs.to(device))
         guess = logits.argmax(-1)[0].cpu()

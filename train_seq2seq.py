@@ -114,17 +114,17 @@ def parse_settings(argv=None) -> tuple[Seq2SeqSettings, dict, str, bool]:
     return settings, overrides, args.preset, settings.debug
 
 
-def check_settings(s: Seq2SeqSettings) -> None:
+def check_settings(settings: Seq2SeqSettings) -> None:
     for name in ("max_iters", "batch_size", "eval_interval", "eval_iters", "eval_pairs", "log_interval", "beam_size"):
-        if getattr(s, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(s, name)}")
-    if not (s.lr > 0 and 0 <= s.min_lr <= s.lr):
-        raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got {s.min_lr}, {s.lr}")
-    if not 0 <= s.warmup_iters <= s.max_iters:
-        raise ValueError(f"--warmup-iters must be in [0, max_iters={s.max_iters}], got {s.warmup_iters}")
-    if not 0 <= s.label_smoothing < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {s.label_smoothing}")
-    if s.resume and s.overwrite:
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(settings, name)}")
+    if not (settings.lr > 0 and 0 <= settings.min_lr <= settings.lr):
+        raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got {settings.min_lr}, {settings.lr}")
+    if not 0 <= settings.warmup_iters <= settings.max_iters:
+        raise ValueError(f"--warmup-iters must be in [0, max_iters={settings.max_iters}], got {settings.warmup_iters}")
+    if not 0 <= settings.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {settings.label_smoothing}")
+    if settings.resume and settings.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
 
 
@@ -144,19 +144,19 @@ def main(argv=None) -> int:
     return run_main("train_seq2seq.py", lambda: train(settings, overrides, preset), debug)
 
 
-def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
-    check_settings(s)
-    if s.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {s.threads}")
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    device = resolve_device(s.device)
-    dtype = resolve_dtype(s.dtype, device)
+def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
+    check_settings(settings)
+    if settings.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {settings.threads}")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
     ctx = autocast_context(device, dtype)
-    set_seed(s.seed)
+    set_seed(settings.seed)
 
     # ---- data: (source, target) id arrays, memory-mapped -----------------------------------------------------------
-    data_dir = find_data(s.data)
+    data_dir = find_data(settings.data)
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     src_tok, tgt_tok = tokenizer_from_dict(meta["src_tokenizer"]), tokenizer_from_dict(meta["tgt_tokenizer"])
     pairs = {split: load_pairs(data_dir, split) for split in SPLITS if (data_dir / f"{split}.src.npy").is_file()}
@@ -167,7 +167,7 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
 
     def get_batch(split: str, generator: torch.Generator) -> tuple:
         src, tgt = pairs[split]
-        rows = torch.randint(len(src), (s.batch_size,), generator=generator).numpy()  # sampled with replacement
+        rows = torch.randint(len(src), (settings.batch_size,), generator=generator).numpy()  # sampled with replacement
         return pair_batch(src, tgt, np.sort(rows), *pads, device)  # (src, tgt_in, src_mask, targets)
 
     config = Seq2SeqConfig(**{**overrides, "src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size,
@@ -175,15 +175,16 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
                               "bos_id": tgt_tok.bos_id, "eos_id": tgt_tok.eos_id})
 
     # ---- model, optimizer, checkpoint state --------------------------------------------------------------------
-    out_dir = prepare_out_dir(s.out_dir, s.resume, s.overwrite)
+    out_dir = prepare_out_dir(settings.out_dir, settings.resume, settings.overwrite)
     model = EncoderDecoder(config).to(device)
-    optimizer = configure_optimizer(model, s.lr, s.weight_decay, (s.beta1, s.beta2), device_type=device.split(":")[0])
-    train_gen = torch.Generator().manual_seed(s.seed)
+    optimizer = configure_optimizer(model, settings.lr, settings.weight_decay, (settings.beta1, settings.beta2),
+                                    device_type=device.split(":")[0])
+    train_gen = torch.Generator().manual_seed(settings.seed)
     run_meta = {"kind": "seq2seq", "model_config": config.to_dict(), "src_tokenizer": src_tok.to_dict(),
                 "tgt_tokenizer": tgt_tok.to_dict(), "data": str(data_dir), "preset": preset,
-                "settings": dataclasses.asdict(s)}
+                "settings": dataclasses.asdict(settings)}
     start_step, best_val, records = 0, math.inf, []
-    if s.resume:
+    if settings.resume:
         tensors, old = load_checkpoint(out_dir / "ckpt.pt")
         check_compatible(old, {"kind": "seq2seq", "model_config": config.to_dict()})
         model.load_state_dict(tensors["model"])
@@ -200,22 +201,24 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
         save_checkpoint(path, tensors, {**run_meta, "step": step, "val_loss": val_loss, "best_val_loss": best_val})
 
     print(f"seq2seq | {model.num_params() / 1e6:.2f}M parameters | {device}, {str(dtype).split('.')[1]} | "
-          f"{s.batch_size} pairs/step | {data_dir} ({len(pairs['train'][0]):,} train pairs)")
+          f"{settings.batch_size} pairs/step | {data_dir} ({len(pairs['train'][0]):,} train pairs)")
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
     t_start = time.time()
     interval_start, interval_steps = time.perf_counter(), 0  # steps/s counts training steps only, not evals
     step = start_step
-    for step in range(start_step, s.max_iters + 1):
-        lr = get_lr(step, s.lr, s.min_lr, s.warmup_iters, s.max_iters)  # linear warmup, cosine decay
+    for step in range(start_step, settings.max_iters + 1):
+        # linear warmup, cosine decay
+        lr = get_lr(step, settings.lr, settings.min_lr, settings.warmup_iters, settings.max_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        last = step == s.max_iters or (s.stop_after > 0 and step == s.stop_after)
+        last = step == settings.max_iters or (settings.stop_after > 0 and step == settings.stop_after)
 
-        if step % s.eval_interval == 0 or last:  # fixed val batches (val loss is Eq. 8.6, no smoothing)
+        if step % settings.eval_interval == 0 or last:  # fixed val batches (val loss is Eq. 8.6, no smoothing)
             t_eval = time.perf_counter()
-            val_loss = evaluate(model, lambda g=torch.Generator().manual_seed(1): get_batch("val", g), s.eval_iters, ctx)
-            val = evaluate_split(model, *pairs["val"], *pads, limit=s.eval_pairs, device=device, ctx=ctx)
+            val_loss = evaluate(model, lambda g=torch.Generator().manual_seed(1): get_batch("val", g),
+                                settings.eval_iters, ctx)
+            val = evaluate_split(model, *pairs["val"], *pads, limit=settings.eval_pairs, device=device, ctx=ctx)
             if not math.isfinite(val_loss):
                 raise ValueError(f"the val loss is {val_loss} at step {step}: training diverged; lower --lr")
             records.append({"step": step, "val_loss": val_loss, "val_exact": val["exact"], "lr": lr,
@@ -236,22 +239,22 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
         model.train()
         src, tgt_in, src_mask, targets = get_batch("train", train_gen)
         with ctx:
-            _, loss = model(src, tgt_in, src_mask, targets, label_smoothing=s.label_smoothing)
+            _, loss = model(src, tgt_in, src_mask, targets, label_smoothing=settings.label_smoothing)
         loss.backward()
-        if s.grad_clip > 0:
-            clip_grad_norm(model.parameters(), s.grad_clip)
+        if settings.grad_clip > 0:
+            clip_grad_norm(model.parameters(), settings.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         interval_steps += 1
 
-        if (step + 1) % s.log_interval == 0:
+        if (step + 1) % settings.log_interval == 0:
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise ValueError(f"the training loss is {loss_value} at step {step}: training diverged; lower --lr")
             rate = interval_steps / (time.perf_counter() - interval_start)
             interval_start, interval_steps = time.perf_counter(), 0
             elapsed = time.time() - t_start
-            eta = (s.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
+            eta = (settings.max_iters - step - 1) * elapsed / max(step + 1 - start_step, 1)
             print(f"step {step:>5} | loss {loss_value:.4f} | lr {lr:.2e} | {rate:.1f} steps/s | "
                   f"{format_eta(elapsed)} elapsed, {format_eta(eta)} left")
             records.append({"step": step, "train_loss": loss_value, "lr": lr, "steps_per_s": rate})
@@ -261,14 +264,14 @@ def train(s: Seq2SeqSettings, overrides: dict, preset: str) -> int:
     print(f"done: {step} steps in {format_eta(train_s)}; best val loss {best_val:.4f}; checkpoints in {out_dir}")
 
     # ---- the end: exact match and character accuracy on every split, greedy and beam ----------------------------
-    if s.final_eval:
+    if settings.final_eval:
         t_eval = time.time()
-        results = {"train_seconds": train_s, "steps": step, "beam_size": s.beam_size, "splits": {}}
+        results = {"train_seconds": train_s, "steps": step, "beam_size": settings.beam_size, "splits": {}}
         print(f"{'split':<8} {'pairs':>6} | {'greedy exact':>12} {'char':>7} | {'beam exact':>10} {'char':>7}")
         for split in pairs:
             limit = 2000 if split == "train" else None  # train: its first 2,000 pairs are enough to compare
             greedy = evaluate_split(model, *pairs[split], *pads, beam_size=1, limit=limit, device=device, ctx=ctx)
-            beam = evaluate_split(model, *pairs[split], *pads, beam_size=s.beam_size, limit=limit, device=device,
+            beam = evaluate_split(model, *pairs[split], *pads, beam_size=settings.beam_size, limit=limit, device=device,
                                   ctx=ctx)
             results["splits"][split] = {"greedy": greedy, "beam": beam}
             print(f"{split:<8} {greedy['n']:>6} | {100 * greedy['exact']:>11.2f}% {100 * greedy['char']:>6.2f}% | "
