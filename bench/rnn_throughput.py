@@ -4,8 +4,9 @@ measured in the same run.
     python bench/rnn_throughput.py                 # writes lectures/results/rnn_throughput.json
 
 Models: train.py's default GPT (4 layers, d_model 128, hand-written attention, fused LayerNorm/GELU; 0.81M parameters
-+ 128 per position of its learned position table) and minilm/rnn.py's RNNLM, 2 LSTM layers of 224 (0.82M), once
-with PyTorch's fused nn.LSTM and once with the hand-written loop over time steps (the taught path). Every training
++ 128 per position of its learned position table) and minilm/rnn.py's RNNLM as train.py's shakespeare-char-lstm preset
+builds it (2 LSTM layers of 220, untied: 0.81M), once with PyTorch's fused nn.LSTM and once with the hand-written loop
+over time steps (the taught path). Every training
 step holds 4096 tokens (batch 4096 / T), with AdamW and bf16 autocast where the CPU has it, as train.py. The three
 models and four contexts are timed in turn, round after round, and each figure is the median over rounds, so a
 slow spell on a shared machine hits all of them alike; the ratios are the result, the absolute numbers are not.
@@ -41,6 +42,7 @@ from minilm.training import autocast_context, configure_optimizer, resolve_dtype
 from train import PRESETS  # noqa: E402
 
 GPT = PRESETS["shakespeare-char"][1]
+LSTM = PRESETS["shakespeare-char-lstm"][1]
 CONTEXTS = [64, 128, 256, 512]
 TOKENS_PER_STEP = 4096
 V = 65
@@ -49,8 +51,7 @@ V = 65
 def build(name: str, T: int) -> torch.nn.Module:
     if name == "gpt":
         return CausalLM(ModelConfig(**{**GPT, "vocab_size": V, "max_seq_len": T}))
-    return RNNLM(ModelConfig(arch="lstm", vocab_size=V, max_seq_len=T, d_model=224, n_layers=2,
-                             fused_kernels=name == "lstm-fused"))
+    return RNNLM(ModelConfig(**{**LSTM, "vocab_size": V, "max_seq_len": T, "fused_kernels": name == "lstm-fused"}))
 
 
 def time_steps(model, optimizer, T: int, steps: int, ctx, generator) -> float:
