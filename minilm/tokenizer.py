@@ -10,7 +10,7 @@ one interface (`encode`, `decode`, `vocab_size`, `special_tokens`, `pad_id` / `m
   once trained it encodes through a `tiktoken.Encoding` built from the learned ranks, which gives the same ids
   as the hand-written encoder (`encode_by_hand`) many times faster.
 - `GPT2Tokenizer`: OpenAI's 50,257-token GPT-2 vocabulary, from a local `.tiktoken` ranks file or tiktoken's
-  download.
+  download (minilm/gpt2_ranks.py finds and reads them).
 
 Special tokens (for the masked LM and classification: BERT, Devlin et al. 2019, https://arxiv.org/abs/1810.04805,
 section 3) are requested by role, the same way for every kind: `special_tokens=("pad", "mask", "cls", "sep")`
@@ -36,19 +36,13 @@ import tiktoken
 
 from minilm import bpe
 from minilm.files import atomic_write_text
+from minilm.gpt2_ranks import find_gpt2_ranks
 from minilm.wordpiece import WordPieceTokenizer
 
 # Role name -> token string. cls/bos and sep/eos stand in for each other when only one of the pair exists.
 SPECIAL_ROLES = {"pad": "<pad>", "mask": "<mask>", "cls": "<cls>", "sep": "<sep>",
                  "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"}
 GPT2_EOT = "<|endoftext|>"
-GPT2_RANKS_ENV = "MINILM_GPT2_RANKS"
-REPO_GPT2_RANKS = Path(__file__).resolve().parents[1] / "data" / "gpt2" / "gpt2.tiktoken"  # optional local copy
-# GPT-2's ranks are published as encoder.json + vocab.bpe at https://openaipublic.blob.core.windows.net/gpt-2/
-# encodings/main/ (what tiktoken.get_encoding("gpt2") downloads and converts: tiktoken_ext/openai_public.py, gpt2()).
-# The same ranks in tiktoken's file format (one "base64(bytes) rank" line each) are gpt2.tiktoken, shipped by the
-# openai-whisper package as whisper/assets/gpt2.tiktoken; this is that file's sha256.
-GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 
 
 class Tokenizer:
@@ -292,31 +286,6 @@ class BPETokenizer(_TiktokenTokenizer):
                 "special_tokens": dict(self.special_tokens)}
 
 
-def _gpt2_help() -> str:
-    return ("GPT-2's BPE ranks were not found. Either (1) pass a local file: GPT2Tokenizer(ranks_path=...) / "
-            f"--gpt2-ranks PATH, or set the environment variable {GPT2_RANKS_ENV}=/path/to/gpt2.tiktoken "
-            "(gpt2.tiktoken is whisper/assets/gpt2.tiktoken in the openai-whisper package, sha256 "
-            f"{GPT2_RANKS_SHA256}); or put it at data/gpt2/gpt2.tiktoken in the repository; or "
-            "(2) allow network access so tiktoken.get_encoding('gpt2') can download "
-            "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe and encoder.json.")
-
-
-def load_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
-    """Read a `.tiktoken` file: one `base64(bytes) rank` per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GPT-2 ranks file {path} does not exist. " + _gpt2_help())
-    ranks = {}
-    for lineno, line in enumerate(path.read_bytes().splitlines(), 1):
-        if line.strip():
-            try:
-                tok, rank = line.split()
-                ranks[base64.b64decode(tok)] = int(rank)
-            except ValueError as e:
-                raise ValueError(f"{path}, line {lineno}: expected 'base64 rank', got {line[:60]!r}") from e
-    return ranks
-
-
 class GPT2Tokenizer(_TiktokenTokenizer):
     """GPT-2's byte-level BPE: 50,256 merged byte strings + '<|endoftext|>' = 50256 (eos); extras after that."""
 
@@ -325,24 +294,12 @@ class GPT2Tokenizer(_TiktokenTokenizer):
     _builtin = {GPT2_EOT: 50256}
 
     def __init__(self, ranks_path: str | os.PathLike | None = None, special_tokens: Iterable[str] = ()):
-        ranks = self._find_ranks(ranks_path)
+        # the file is remembered, so with_special_tokens() reuses it (minilm/gpt2_ranks.py: where it is looked for)
+        ranks, self.ranks_path = find_gpt2_ranks(ranks_path)
         if len(ranks) != 50256:
             raise ValueError(f"expected 50,256 GPT-2 ranks, got {len(ranks)}: is this the gpt2 (r50k_base) file?")
         super().__init__(special_tokens)
         self._build_encoding("gpt2", ranks, bpe.GPT2_SPLIT_PATTERN)
-
-    def _find_ranks(self, ranks_path) -> dict[bytes, int]:
-        # Order: explicit path, environment variable, data/gpt2/ in the repo, tiktoken's download.
-        local = REPO_GPT2_RANKS
-        for path in (ranks_path, os.environ.get(GPT2_RANKS_ENV) or None, local if local.is_file() else None):
-            if path is not None:
-                self.ranks_path = str(path)  # remembered, so with_special_tokens() reuses the same file
-                return load_tiktoken_ranks(path)
-        self.ranks_path = None
-        try:
-            return tiktoken.get_encoding("gpt2")._mergeable_ranks
-        except Exception as e:  # no network, proxy, blocked host, ...
-            raise FileNotFoundError(_gpt2_help() + f" (tiktoken's download failed: {type(e).__name__})") from e
 
     @property
     def base_vocab_size(self) -> int:

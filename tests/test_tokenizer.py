@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import tiktoken
 
-import minilm.tokenizer
+import minilm.gpt2_ranks
 
 from minilm import bpe
-from minilm.tokenizer import (GPT2_RANKS_ENV, BPETokenizer, CharTokenizer, GPT2Tokenizer, load_tokenizer,
-                              save_tokenizer, tokenizer_from_dict)
+from minilm.gpt2_ranks import GPT2_RANKS_ENV
+from minilm.tokenizer import (BPETokenizer, CharTokenizer, GPT2Tokenizer, load_tokenizer, save_tokenizer,
+                              tokenizer_from_dict)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 NON_ASCII = "naïve café – “quotes” … 東京 🤖 Ωmega\x85 tab\tand\nnewline  spaces "
@@ -220,7 +221,7 @@ def test_gpt2_ranks_from_environment_variable(monkeypatch):
 def test_gpt2_without_ranks_says_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(GPT2_RANKS_ENV, raising=False)
     monkeypatch.setattr(tiktoken, "get_encoding", lambda name: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(minilm.tokenizer, "REPO_GPT2_RANKS", tmp_path / "absent" / "gpt2.tiktoken")
+    monkeypatch.setattr(minilm.gpt2_ranks, "REPO_GPT2_RANKS", tmp_path / "absent" / "gpt2.tiktoken")
     with pytest.raises(FileNotFoundError, match=rf"{GPT2_RANKS_ENV}.*openaipublic"):
         GPT2Tokenizer()
     with pytest.raises(FileNotFoundError, match="--gpt2-ranks"):
