@@ -56,6 +56,13 @@ def gpt2_config(hf: dict) -> ModelConfig:
         tie_weights=hf.get("tie_word_embeddings", True), causal=True)
 
 
+def _read_config(path: Path, saved_by: str) -> dict:
+    """`path`/config.json as a dict; when it is missing, say what writes such a directory (`saved_by`)."""
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}/config.json not found: pass a directory written by transformers' {saved_by}")
+    return json.loads((path / "config.json").read_text())
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if (path / "model.safetensors").exists():
         from safetensors.torch import load_file
@@ -67,13 +74,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                             "save one with transformers' model.save_pretrained(path)")
 
 
+def _load_mapped(model: torch.nn.Module, ours: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
+    """Load the renamed tensors `ours` into `model`, which they must cover (a tied lm_head is the embedding)."""
+    missing, unexpected = model.load_state_dict(ours, strict=False)
+    missing = [m for m in missing if not (model.config.tie_weights and m == "lm_head.weight")]
+    assert not missing and not unexpected, f"{what} mapping incomplete: missing {missing}, unexpected {unexpected}"
+    return model
+
+
 def load_hf_gpt2(cls, path) -> "torch.nn.Module":
     """Build `cls(config)` (a CausalLM) and copy the GPT-2 weights found in directory `path` into it."""
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}/config.json not found: pass a directory written by "
-                                "transformers' GPT2LMHeadModel.save_pretrained")
-    config = gpt2_config(json.loads((path / "config.json").read_text()))
+    config = gpt2_config(_read_config(path, "GPT2LMHeadModel.save_pretrained"))
     model = cls(config)
     sd = {k.removeprefix("transformer."): v for k, v in _read_state_dict(path).items()}
     ours = {
@@ -88,10 +100,7 @@ def load_hf_gpt2(cls, path) -> "torch.nn.Module":
             ours[f"backbone.blocks.{i}.{name}"] = w.t() if transpose else w  # Conv1D (in, out) -> Linear (out, in)
     if not config.tie_weights:
         ours["lm_head.weight"] = sd["lm_head.weight"]
-    missing, unexpected = model.load_state_dict(ours, strict=False)
-    missing = [m for m in missing if not (config.tie_weights and m == "lm_head.weight")]
-    assert not missing and not unexpected, f"GPT-2 mapping incomplete: missing {missing}, unexpected {unexpected}"
-    return model
+    return _load_mapped(model, ours, "GPT-2")
 
 
 # BERT name inside encoder.layer.{i} -> our name inside blocks.{i} (query / key / value are stacked separately).
@@ -142,10 +151,7 @@ def bert_config(hf: dict, pooler: bool) -> ModelConfig:
 def load_hf_bert(cls, path) -> "torch.nn.Module":
     """Build `cls(config)` (a MaskedLM) and copy the BERT weights found in directory `path` into it."""
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}/config.json not found: pass a directory written by transformers' "
-                                "BertForMaskedLM.save_pretrained (or a downloaded bert-base-uncased)")
-    hf = json.loads((path / "config.json").read_text())
+    hf = _read_config(path, "BertForMaskedLM.save_pretrained (or a downloaded bert-base-uncased)")
     config = bert_config(hf, pooler=False)  # refuses a non-BERT config before any weights are read
     sd = {}
     for k, v in _read_state_dict(path).items():

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .pretrained import _read_state_dict
+from .pretrained import _load_mapped, _read_config, _read_state_dict
 
 # Llama name suffix inside model.layers.{i} -> our name inside backbone.blocks.{i} (q/k/v are stacked separately).
 _BLOCK_MAP = {
@@ -89,10 +89,7 @@ def _read_llama_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_hf_llama(cls, path) -> "torch.nn.Module":
     """Build `cls(config)` (a CausalLM) and copy the Llama weights found in directory `path` into it."""
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}/config.json not found: pass a directory written by "
-                                "transformers' LlamaForCausalLM.save_pretrained")
-    config = llama_config(json.loads((path / "config.json").read_text()))
+    config = llama_config(_read_config(path, "LlamaForCausalLM.save_pretrained"))
     model = cls(config)
     sd = {k: v for k, v in _read_llama_state_dict(path).items() if not k.endswith("rotary_emb.inv_freq")}
     biases = sorted(k for k in sd if k.endswith(".bias"))
@@ -114,7 +111,4 @@ def load_hf_llama(cls, path) -> "torch.nn.Module":
     if sd:
         raise ValueError(f"{path} holds weights minilm has no place for: {sorted(sd)[:3]} ...; "
                          "is it a Llama-architecture checkpoint?")
-    missing, unexpected = model.load_state_dict(ours, strict=False)
-    missing = [m for m in missing if not (config.tie_weights and m == "lm_head.weight")]
-    assert not missing and not unexpected, f"Llama mapping incomplete: missing {missing}, unexpected {unexpected}"
-    return model
+    return _load_mapped(model, ours, "Llama")
