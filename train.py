@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from minilm.checkpoint import (check_compatible, load_checkpoint, prepare_out_dir, read_metrics, save_checkpoint,
                                write_metrics)
-from minilm.cli import OneLineParser, add_dataclass_args, check_flags, dataclass_from_args, run_main, setting
+from minilm.cli import OneLineParser, check_flags, parse_with_presets, run_main, setting
 from minilm.config import IGNORE_INDEX, ModelConfig
 from minilm.data import (get_causal_batch, get_mlm_batch, get_mlm_document_batch, load_documents, load_meta,
                          load_split, mask_tokens)
@@ -143,20 +143,13 @@ PRESETS: dict[str, tuple[dict, dict]] = {
 DEFAULT_PRESET = "shakespeare-char"
 
 
-def parse_settings(argv=None) -> tuple[TrainSettings, ModelConfig | dict, str]:
+def parse_settings(argv=None) -> tuple[TrainSettings, dict, str]:
     p = OneLineParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"named settings + model size (default: {DEFAULT_PRESET}); flags override it")
-    add_dataclass_args(p, TrainSettings, group_title="training (defaults shown: the shakespeare-char preset)")
-    add_dataclass_args(p, ModelConfig, group_title="model (vocab_size comes from the dataset; defaults shown are "
-                                                         "ModelConfig's: the preset overrides them)")
-    args = p.parse_args(argv)
-    base_settings, base_model = PRESETS[args.preset]
-    settings = dataclass_from_args(TrainSettings, args, base_settings)
-    model_overrides = dict(base_model)
-    for f in dataclasses.fields(ModelConfig):
-        if getattr(args, f.name, None) is not None:
-            model_overrides[f.name] = getattr(args, f.name)
+    args, settings, model_overrides = parse_with_presets(
+        p, argv, PRESETS, DEFAULT_PRESET, TrainSettings, ModelConfig,
+        settings_title="training (defaults shown: the shakespeare-char preset)",
+        model_title="model (vocab_size comes from the dataset; defaults shown are ModelConfig's: the preset overrides "
+                    "them)")
     if "causal" not in model_overrides:
         model_overrides["causal"] = settings.objective == "clm"
     return settings, model_overrides, args.preset

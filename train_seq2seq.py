@@ -30,7 +30,7 @@ import torch
 
 from minilm.checkpoint import (check_compatible, load_checkpoint, prepare_out_dir, read_metrics, save_checkpoint,
                                write_metrics)
-from minilm.cli import OneLineParser, add_dataclass_args, dataclass_from_args, run_main, setting
+from minilm.cli import OneLineParser, check_flags, parse_with_presets, run_main, setting
 from minilm.files import atomic_write_text
 from minilm.plots import plot_loss_curves
 from minilm.seq2seq import EncoderDecoder, Seq2SeqConfig
@@ -77,8 +77,8 @@ class Seq2SeqSettings:
     debug: bool = setting(False, "show full tracebacks instead of one-line errors")
 
 
-MODEL_FIELDS = [f.name for f in dataclasses.fields(Seq2SeqConfig)
-                if f.name not in ("src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "bos_id", "eos_id")]
+# Seq2SeqConfig fields that come from the dataset's meta.json, never from a flag or preset
+DATASET_FIELDS = ("src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "bos_id", "eos_id")
 
 PRESETS: dict[str, tuple[dict, dict]] = {
     "tiny-seq2seq": (  # seconds on a CPU: what the tests run
@@ -94,38 +94,31 @@ PRESETS: dict[str, tuple[dict, dict]] = {
 DEFAULT_PRESET = "dates-seq2seq"
 
 
-def parse_settings(argv=None) -> tuple[Seq2SeqSettings, dict, str, bool]:
+def parse_settings(argv=None) -> tuple[Seq2SeqSettings, dict, str]:
     p = OneLineParser(prog="train_seq2seq.py", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"named settings + model size (default: {DEFAULT_PRESET}); flags override it")
-    add_dataclass_args(p, Seq2SeqSettings, group_title="training (defaults shown: the dates-seq2seq preset)")
-    add_dataclass_args(p, Seq2SeqConfig, group_title="model (Seq2SeqConfig; vocabularies, lengths and bos/eos "
-                                                        "come from the dataset)")
-    args = p.parse_args(argv)
-    base_settings, base_model = PRESETS[args.preset]
-    settings = dataclass_from_args(Seq2SeqSettings, args, base_settings)
-    overrides = dict(base_model)
-    for f in dataclasses.fields(Seq2SeqConfig):
-        if getattr(args, f.name, None) is not None:
-            if f.name not in MODEL_FIELDS:
-                p.error(f"--{f.name.replace('_', '-')} comes from the dataset's meta.json: leave it out")
-            overrides[f.name] = getattr(args, f.name)
-    return settings, overrides, args.preset, settings.debug
+    args, settings, overrides = parse_with_presets(
+        p, argv, PRESETS, DEFAULT_PRESET, Seq2SeqSettings, Seq2SeqConfig,
+        settings_title="training (defaults shown: the dates-seq2seq preset)",
+        model_title="model (Seq2SeqConfig; vocabularies, lengths and bos/eos come from the dataset)")
+    for name in DATASET_FIELDS:
+        if getattr(args, name) is not None:
+            p.error(f"--{name.replace('_', '-')} comes from the dataset's meta.json: leave it out")
+    return settings, overrides, args.preset
 
 
 def check_settings(settings: Seq2SeqSettings) -> None:
-    for name in ("max_iters", "batch_size", "eval_interval", "eval_iters", "eval_pairs", "log_interval", "beam_size"):
-        if getattr(settings, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(settings, name)}")
-    if not (settings.lr > 0 and 0 <= settings.min_lr <= settings.lr):
-        raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got {settings.min_lr}, {settings.lr}")
-    if not 0 <= settings.warmup_iters <= settings.max_iters:
-        raise ValueError(f"--warmup-iters must be in [0, max_iters={settings.max_iters}], got {settings.warmup_iters}")
-    if not 0 <= settings.label_smoothing < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {settings.label_smoothing}")
-    if settings.resume and settings.overwrite:
-        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    check_flags(settings, positive=["max_iters", "batch_size", "eval_interval", "eval_iters", "eval_pairs",
+                                    "log_interval", "beam_size"],
+                rules=[(settings.lr > 0 and 0 <= settings.min_lr <= settings.lr,
+                        f"need 0 <= --min-lr <= --lr and --lr > 0, got {settings.min_lr}, {settings.lr}"),
+                       (0 <= settings.warmup_iters <= settings.max_iters,
+                        f"--warmup-iters must be in [0, max_iters={settings.max_iters}], got {settings.warmup_iters}"),
+                       (0 <= settings.label_smoothing < 1,
+                        f"--label-smoothing must be in [0, 1), got {settings.label_smoothing}"),
+                       (not (settings.resume and settings.overwrite),
+                        "--resume and --overwrite contradict each other: pick one"),
+                       (settings.threads >= 0, f"--threads must be >= 0, got {settings.threads}")])
 
 
 def find_data(data: str) -> Path:
@@ -140,14 +133,12 @@ def find_data(data: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
-    settings, overrides, preset, debug = parse_settings(argv)
-    return run_main("train_seq2seq.py", lambda: train(settings, overrides, preset), debug)
+    settings, overrides, preset = parse_settings(argv)
+    return run_main("train_seq2seq.py", lambda: train(settings, overrides, preset), settings.debug)
 
 
 def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
     check_settings(settings)
-    if settings.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {settings.threads}")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)

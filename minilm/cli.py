@@ -2,10 +2,11 @@
 
 A script's settings are one `@dataclass` whose fields are written with `setting(default, help)`;
 `add_dataclass_args` turns each field into a `--field-name` flag (defaults None, so a preset can fill what the
-user did not give) and `dataclass_from_args` builds the dataclass back from preset + flags. `OneLineParser` is
+user did not give) and `dataclass_from_args` builds the dataclass back from preset + flags; `parse_with_presets`
+does both for a script whose named presets give settings and model size together. `OneLineParser` is
 argparse with one-line usage errors, and `run_main` turns the errors a user can fix (ValueError,
 FileNotFoundError, OSError) into one line `prog: error: ...` and exit code 1 instead of a traceback.
-Used by train.py, finetune.py, `python -m minilm.generate` and data/*/prepare.py.
+Used by train.py, train_seq2seq.py, finetune.py, `python -m minilm.generate` and data/*/prepare.py.
 
 Left out on purpose: config files (flags and named presets only; nanoGPT's exec'd configurator was removed in
 nanochat), environment-variable settings.
@@ -113,3 +114,23 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict | None =
         if value is not None:
             values[f.name] = value
     return cls(**values)
+
+
+def parse_with_presets(parser: argparse.ArgumentParser, argv, presets: dict[str, tuple[dict, dict]],
+                       default_preset: str, settings_cls: type, config_cls: type, settings_title: str,
+                       model_title: str) -> tuple[argparse.Namespace, object, dict]:
+    """(args, settings, model overrides) for `--preset NAME` plus one flag per field of both dataclasses.
+
+    A preset is (settings values, model fields); every flag the user gave overrides it. The model overrides stay a
+    dict: the script adds what comes from the data (vocabulary size, ...) before it builds `config_cls`."""
+    parser.add_argument("--preset", default=default_preset, choices=sorted(presets),
+                        help=f"named settings + model size (default: {default_preset}); flags override it")
+    add_dataclass_args(parser, settings_cls, group_title=settings_title)
+    add_dataclass_args(parser, config_cls, group_title=model_title)
+    args = parser.parse_args(argv)
+    base_settings, base_model = presets[args.preset]
+    model_overrides = dict(base_model)
+    for f in fields(config_cls):
+        if getattr(args, f.name, None) is not None:
+            model_overrides[f.name] = getattr(args, f.name)
+    return args, dataclass_from_args(settings_cls, args, base_settings), model_overrides
