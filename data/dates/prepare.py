@@ -19,7 +19,6 @@ character vocabularies, counts, formats, seed). Target rows are <bos> YYYY-MM-DD
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import io
 import json
@@ -34,6 +33,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 import numpy as np
 
+from minilm.cli import OneLineParser, run_main
 from minilm.files import atomic_write_bytes, atomic_write_text
 from minilm.tokenizer import CharTokenizer
 
@@ -165,9 +165,8 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")  # one line, not usage
+def parse_args(argv=None):
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", type=Path, default=HERE, help="where to write the splits and meta.json")
     p.add_argument("--seed", type=int, default=17, help="random seed: the same seed writes the same files")
     p.add_argument("--n-train", type=int, default=50000, help="training pairs")
@@ -179,33 +178,33 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test, "unseen": args.n_unseen}
-        for split, n in sizes.items():
-            if n < 1:
-                raise ValueError(f"--n-{split} must be >= 1, got {n}")
-        splits = build(args.seed, sizes)
-        src_tok = CharTokenizer(source_chars(), ["pad"])
-        tgt_tok = CharTokenizer("-0123456789", ["bos", "eos", "pad"])
-        S = max(len(s) for pairs in splits.values() for s, _, _ in pairs)
-        T = 12  # <bos> YYYY-MM-DD <eos>
-        files = {}
-        for split, pairs in splits.items():
-            src, tgt = encode(pairs, src_tok, tgt_tok, S, T)
-            files[f"{split}.src.npy"] = _npy_bytes(src)
-            files[f"{split}.tgt.npy"] = _npy_bytes(tgt)
-            files[f"{split}.tsv"] = "".join(f"{s}\t{t}\t{n}\n" for s, t, n in pairs).encode("utf-8")
-        meta = {"task": "dates", "seed": args.seed, "counts": {k: len(v) for k, v in splits.items()},
-                "src_tokenizer": src_tok.to_dict(), "tgt_tokenizer": tgt_tok.to_dict(), "max_src_len": S,
-                "max_tgt_len": T, "seen_formats": sorted(SEEN), "unseen_formats": sorted(UNSEEN),
-                "date_range": [FIRST.isoformat(), LAST.isoformat()]}
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            atomic_write_bytes(args.out_dir / name, data)
-        atomic_write_text(args.out_dir / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))  # last: marks done
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_main("", lambda: prepare(args))
+
+
+def prepare(args) -> int:
+    sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test, "unseen": args.n_unseen}
+    for split, n in sizes.items():
+        if n < 1:
+            raise ValueError(f"--n-{split} must be >= 1, got {n}")
+    splits = build(args.seed, sizes)
+    src_tok = CharTokenizer(source_chars(), ["pad"])
+    tgt_tok = CharTokenizer("-0123456789", ["bos", "eos", "pad"])
+    S = max(len(s) for pairs in splits.values() for s, _, _ in pairs)
+    T = 12  # <bos> YYYY-MM-DD <eos>
+    files = {}
+    for split, pairs in splits.items():
+        src, tgt = encode(pairs, src_tok, tgt_tok, S, T)
+        files[f"{split}.src.npy"] = _npy_bytes(src)
+        files[f"{split}.tgt.npy"] = _npy_bytes(tgt)
+        files[f"{split}.tsv"] = "".join(f"{s}\t{t}\t{n}\n" for s, t, n in pairs).encode("utf-8")
+    meta = {"task": "dates", "seed": args.seed, "counts": {k: len(v) for k, v in splits.items()},
+            "src_tokenizer": src_tok.to_dict(), "tgt_tokenizer": tgt_tok.to_dict(), "max_src_len": S,
+            "max_tgt_len": T, "seen_formats": sorted(SEEN), "unseen_formats": sorted(UNSEEN),
+            "date_range": [FIRST.isoformat(), LAST.isoformat()]}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic_write_bytes(args.out_dir / name, data)
+    atomic_write_text(args.out_dir / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))  # last: marks done
     for split, n in meta["counts"].items():
         print(f"wrote {args.out_dir / split}.tsv / .src.npy / .tgt.npy: {n:,} pairs, e.g. "
               f"{splits[split][0][0]!r} -> {splits[split][0][1]!r}")
