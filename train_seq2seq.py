@@ -8,9 +8,10 @@
 
 Its own script rather than a branch of train.py: the batches are (source, target) pairs, not windows of one token
 stream, and the run ends with decoding every split. Read it top to bottom beside lectures/08_encoder_decoder.ipynb:
-settings, data, model, optimizer, then one `for step` loop (learning rate -> evaluation and checkpoint ->
-teacher-forced forward with label smoothing, Eqs. 8.6-8.7 -> backward -> clipping -> AdamW step) and, at the end,
-exact-match and character accuracy on every split, greedy and beam search (Eqs. 8.8-8.9), in eval.json.
+settings and presets, load_data(), resume() and save(), then train() with the one `for step` loop (learning rate ->
+evaluation and checkpoint -> teacher-forced forward with label smoothing, Eqs. 8.6-8.7 -> backward -> clipping ->
+AdamW step) and, at the end, final_evaluation(): exact-match and character accuracy on every split, greedy and beam
+search (Eqs. 8.8-8.9), in eval.json.
 Checkpoints (ckpt.pt latest, best.pt lowest val loss), metrics.jsonl and loss.png are those of train.py.
 """
 
@@ -131,6 +132,40 @@ def find_data(data: str) -> Path:
     return path
 
 
+def load_data(settings: Seq2SeqSettings, overrides: dict) -> tuple[Path, object, object, dict, Seq2SeqConfig]:
+    """(data_dir, source tokenizer, target tokenizer, {split: (src, tgt) id arrays, memory-mapped}, model config)."""
+    data_dir = find_data(settings.data)
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    src_tok, tgt_tok = tokenizer_from_dict(meta["src_tokenizer"]), tokenizer_from_dict(meta["tgt_tokenizer"])
+    pairs = {split: load_pairs(data_dir, split) for split in SPLITS if (data_dir / f"{split}.src.npy").is_file()}
+    for split in ("train", "val"):
+        if split not in pairs:
+            raise FileNotFoundError(f"{data_dir}/{split}.src.npy not found: re-run python data/dates/prepare.py")
+    config = Seq2SeqConfig(**{**overrides, "src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size,
+                              "max_src_len": int(meta["max_src_len"]), "max_tgt_len": int(meta["max_tgt_len"]),
+                              "bos_id": tgt_tok.bos_id, "eos_id": tgt_tok.eos_id})
+    return data_dir, src_tok, tgt_tok, pairs, config
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+def resume(out_dir: Path, config: Seq2SeqConfig, model, optimizer, train_gen) -> tuple[int, float, list[dict]]:
+    """(step, best val loss, metrics records) of the run in out_dir; model, optimizer, data order continue exactly."""
+    tensors, meta = load_checkpoint(out_dir / "ckpt.pt")
+    check_compatible(meta, {"kind": "seq2seq", "model_config": config.to_dict()})
+    model.load_state_dict(tensors["model"])
+    optimizer.load_state_dict(tensors["optimizer"])
+    set_rng_state(tensors["rng"], {"train": train_gen})
+    print(f"resuming {out_dir} at step {meta['step']} (best val loss so far {meta['best_val_loss']:.4f})")
+    return meta["step"], meta["best_val_loss"], read_metrics(out_dir, meta["step"])  # drop lines past the checkpoint
+
+
+def save(path: Path, model, optimizer, train_gen, meta: dict, full: bool) -> None:
+    tensors = {"model": model.state_dict()}
+    if full:  # what an exact resume needs; best.pt only needs the weights
+        tensors.update(optimizer=optimizer.state_dict(), rng=rng_state({"train": train_gen}))
+    save_checkpoint(path, tensors, meta)
+
+
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     settings, overrides, preset = parse_settings(argv)
@@ -147,23 +182,13 @@ def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
     set_seed(settings.seed)
 
     # ---- data: (source, target) id arrays, memory-mapped -----------------------------------------------------------
-    data_dir = find_data(settings.data)
-    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
-    src_tok, tgt_tok = tokenizer_from_dict(meta["src_tokenizer"]), tokenizer_from_dict(meta["tgt_tokenizer"])
-    pairs = {split: load_pairs(data_dir, split) for split in SPLITS if (data_dir / f"{split}.src.npy").is_file()}
-    for split in ("train", "val"):
-        if split not in pairs:
-            raise FileNotFoundError(f"{data_dir}/{split}.src.npy not found: re-run python data/dates/prepare.py")
+    data_dir, src_tok, tgt_tok, pairs, config = load_data(settings, overrides)
     pads = (src_tok.pad_id, tgt_tok.pad_id)
 
     def get_batch(split: str, generator: torch.Generator) -> tuple:
         src, tgt = pairs[split]
         rows = torch.randint(len(src), (settings.batch_size,), generator=generator).numpy()  # sampled with replacement
         return pair_batch(src, tgt, np.sort(rows), *pads, device)  # (src, tgt_in, src_mask, targets)
-
-    config = Seq2SeqConfig(**{**overrides, "src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size,
-                              "max_src_len": int(meta["max_src_len"]), "max_tgt_len": int(meta["max_tgt_len"]),
-                              "bos_id": tgt_tok.bos_id, "eos_id": tgt_tok.eos_id})
 
     # ---- model, optimizer, checkpoint state --------------------------------------------------------------------
     out_dir = prepare_out_dir(settings.out_dir, settings.resume, settings.overwrite)
@@ -176,21 +201,7 @@ def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
                 "settings": dataclasses.asdict(settings)}
     start_step, best_val, records = 0, math.inf, []
     if settings.resume:
-        tensors, old = load_checkpoint(out_dir / "ckpt.pt")
-        check_compatible(old, {"kind": "seq2seq", "model_config": config.to_dict()})
-        model.load_state_dict(tensors["model"])
-        optimizer.load_state_dict(tensors["optimizer"])
-        set_rng_state(tensors["rng"], {"train": train_gen})
-        start_step, best_val = old["step"], old["best_val_loss"]
-        records = read_metrics(out_dir, start_step)  # drop lines past the checkpoint
-        print(f"resuming {out_dir} at step {start_step} (best val loss so far {best_val:.4f})")
-
-    def save(path: Path, step: int, val_loss: float, full: bool) -> None:
-        tensors = {"model": model.state_dict()}
-        if full:  # what an exact resume needs; best.pt only needs the weights
-            tensors.update(optimizer=optimizer.state_dict(), rng=rng_state({"train": train_gen}))
-        save_checkpoint(path, tensors, {**run_meta, "step": step, "val_loss": val_loss, "best_val_loss": best_val})
-
+        start_step, best_val, records = resume(out_dir, config, model, optimizer, train_gen)
     print(f"seq2seq | {model.num_params() / 1e6:.2f}M parameters | {device}, {str(dtype).split('.')[1]} | "
           f"{settings.batch_size} pairs/step | {data_dir} ({len(pairs['train'][0]):,} train pairs)")
 
@@ -216,11 +227,13 @@ def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
                             "time_s": time.time() - t_start})
             print(f"step {step:>5} | eval: val loss {val_loss:.4f}, val exact match {100 * val['exact']:.1f}% "
                   f"(greedy, {val['n']} pairs)")
-            if val_loss < best_val:
-                best_val = val_loss
-                save(out_dir / "best.pt", step, val_loss, full=False)
+            improved = val_loss < best_val
+            best_val = min(best_val, val_loss)
+            ckpt_meta = {**run_meta, "step": step, "val_loss": val_loss, "best_val_loss": best_val}
+            if improved:
+                save(out_dir / "best.pt", model, optimizer, train_gen, ckpt_meta, full=False)
             write_metrics(out_dir, records)  # before ckpt.pt: a run killed in between has every record up to it
-            save(out_dir / "ckpt.pt", step, val_loss, full=True)
+            save(out_dir / "ckpt.pt", model, optimizer, train_gen, ckpt_meta, full=True)
             plot_loss_curves(records, out_dir / "loss.png", title="dates: encoder-decoder")
             interval_start += time.perf_counter() - t_eval
         if last:
@@ -253,27 +266,34 @@ def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
     train_s = time.time() - t_start
     write_metrics(out_dir, records)
     print(f"done: {step} steps in {format_eta(train_s)}; best val loss {best_val:.4f}; checkpoints in {out_dir}")
-
-    # ---- the end: exact match and character accuracy on every split, greedy and beam ----------------------------
     if settings.final_eval:
-        t_eval = time.time()
-        results = {"train_seconds": train_s, "steps": step, "beam_size": settings.beam_size, "splits": {}}
-        print(f"{'split':<8} {'pairs':>6} | {'greedy exact':>12} {'char':>7} | {'beam exact':>10} {'char':>7}")
-        for split in pairs:
-            limit = 2000 if split == "train" else None  # train: its first 2,000 pairs are enough to compare
-            greedy = evaluate_split(model, *pairs[split], *pads, beam_size=1, limit=limit, device=device, ctx=ctx)
-            beam = evaluate_split(model, *pairs[split], *pads, beam_size=settings.beam_size, limit=limit, device=device,
-                                  ctx=ctx)
-            results["splits"][split] = {"greedy": greedy, "beam": beam}
-            print(f"{split:<8} {greedy['n']:>6} | {100 * greedy['exact']:>11.2f}% {100 * greedy['char']:>6.2f}% | "
-                  f"{100 * beam['exact']:>9.2f}% {100 * beam['char']:>6.2f}%")
-        results["eval_seconds"] = time.time() - t_eval
-        model.to("cpu")  # a few cross-attention maps for the lecture's heatmap (lectures/08_encoder_decoder.ipynb)
-        results["attention"] = [cross_attention_map(model, src_tok, tgt_tok, text) for text in ATTENTION_EXAMPLES
-                                if all(c in src_tok.stoi for c in text) and len(text) <= config.max_src_len]
+        results = {"train_seconds": train_s, "steps": step,
+                   **final_evaluation(model, pairs, pads, src_tok, tgt_tok, settings.beam_size, device, ctx)}
         atomic_write_text(out_dir / "eval.json", json.dumps(results, indent=1))
         print(f"wrote {out_dir / 'eval.json'} (decoding took {format_eta(results['eval_seconds'])})")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------------ the end
+def final_evaluation(model, pairs: dict, pads: tuple, src_tok, tgt_tok, beam_size: int, device: str, ctx) -> dict:
+    """Exact match and character accuracy on every split, greedy and beam (Eqs. 8.8-8.9), printed as a table, and a
+    few cross-attention maps: what eval.json holds besides the training time."""
+    t_eval = time.time()
+    results = {"beam_size": beam_size, "splits": {}}
+    print(f"{'split':<8} {'pairs':>6} | {'greedy exact':>12} {'char':>7} | {'beam exact':>10} {'char':>7}")
+    for split in pairs:
+        limit = 2000 if split == "train" else None  # train: its first 2,000 pairs are enough to compare
+        greedy = evaluate_split(model, *pairs[split], *pads, beam_size=1, limit=limit, device=device, ctx=ctx)
+        beam = evaluate_split(model, *pairs[split], *pads, beam_size=beam_size, limit=limit, device=device, ctx=ctx)
+        results["splits"][split] = {"greedy": greedy, "beam": beam}
+        print(f"{split:<8} {greedy['n']:>6} | {100 * greedy['exact']:>11.2f}% {100 * greedy['char']:>6.2f}% | "
+              f"{100 * beam['exact']:>9.2f}% {100 * beam['char']:>6.2f}%")
+    results["eval_seconds"] = time.time() - t_eval
+    model.to("cpu")  # a few cross-attention maps for the lecture's heatmap (lectures/08_encoder_decoder.ipynb)
+    max_src_len = model.config.max_src_len
+    results["attention"] = [cross_attention_map(model, src_tok, tgt_tok, text) for text in ATTENTION_EXAMPLES
+                            if all(c in src_tok.stoi for c in text) and len(text) <= max_src_len]
+    return results
 
 
 if __name__ == "__main__":
