@@ -1,5 +1,6 @@
 """The shared pieces of a training loop: optimizer groups, LR schedules, devices and mixed precision, evaluation,
-seeding, and throughput / MFU accounting. The loops themselves stay visible in train.py and finetune.py.
+seeding, and throughput / MFU accounting. The loops themselves stay visible in the scripts (train.py, finetune.py,
+train_seq2seq.py).
 
 - AdamW with decoupled weight decay: Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101 (Algorithm 2).
 - Linear warmup + cosine decay: Loshchilov & Hutter 2017 (SGDR), https://arxiv.org/abs/1608.03983, section 3,
