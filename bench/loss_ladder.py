@@ -121,6 +121,13 @@ def count_bigram_loss(train: np.ndarray, val: np.ndarray, V: int) -> float:
     return float(-logp[val[:-1].astype(np.int64), val[1:].astype(np.int64)].mean())
 
 
+def unigram_loss(train: np.ndarray, val: np.ndarray, V: int) -> float:
+    """The loss of predicting every character by its train-split frequency alone (add-one smoothed): a reference line
+    for the ladder, since a model that learns no context at all ends here."""
+    counts = np.bincount(train.astype(np.int64), minlength=V) + 1.0  # (V,)
+    return float(-np.log(counts / counts.sum())[val.astype(np.int64)].mean())
+
+
 def train_rung(rung: str, data_dir: Path, max_iters: int, seed: int) -> dict:
     V = load_meta(data_dir)["vocab_size"]
     train_data, val_data = load_split(data_dir, "train"), load_split(data_dir, "val")
@@ -182,6 +189,7 @@ def main(argv=None) -> None:
                    default_preset_max_iters=SETTINGS["max_iters"], command=command)
     results.setdefault("rungs", {})
     V = load_meta(data_dir)["vocab_size"]
+    results["unigram_val_loss"] = unigram_loss(load_split(data_dir, "train"), load_split(data_dir, "val"), V)
     for rung in RUNGS if args.rung == "all" else [args.rung]:
         if rung == "uniform":
             row = {"val_loss": math.log(V), "params": 0}
