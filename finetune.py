@@ -19,8 +19,9 @@ then the report (Eqs. 7.1-7.6, minilm/metrics.py), a confusion-matrix PNG and te
 
 Inputs: a masked-LM backbone reads `[cls] text [sep]` and pools the [cls] state (or the mean); a causal backbone reads
 `text <eos>` and pools the last real token, the only one that has seen the whole text.
-Outputs in --out-dir: best.pt (best dev metric), ckpt.pt (latest, for --resume), metrics.jsonl, report.json,
-confusion_matrix.png, dev_predictions.tsv, and predictions.tsv for an unlabelled test split.
+Outputs in --out-dir: best.pt (the evaluation --select keeps: the best dev metric, the lowest dev loss, or the last),
+ckpt.pt (latest, for --resume), metrics.jsonl, report.json, confusion_matrix.png, dev_predictions.tsv, and
+predictions.tsv for an unlabelled test split. --train-limit N trains on a stratified random sample of N rows.
 This file prints; the library (minilm/) only returns.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -45,7 +47,7 @@ from minilm.classifier import POOLINGS, SequenceClassifier
 from minilm.cli import OneLineParser, add_dataclass_args, check_flags, dataclass_from_args, run_main, setting
 from minilm.config import ModelConfig
 from minilm.files import atomic_write_text
-from minilm.labelled import ClassificationBatches, read_labelled
+from minilm.labelled import ClassificationBatches, read_labelled, stratified_sample
 from minilm.metrics import classification_report, confusion_matrix, format_report
 from minilm.model import CausalLM, MaskedLM
 from minilm.plots import plot_confusion_matrix
@@ -78,6 +80,8 @@ class FinetuneSettings:
                           "labels of the training file); a label outside it is an error")
     label_names: str = setting("", "comma-separated display names for the labels (default: meta.json's, else the labels)")
     max_train_rows: int = setting(0, "use only the first N training rows (0 = all): quick runs and tests")
+    train_limit: int = setting(0, "train on a class-stratified random sample of N training rows, drawn with --seed "
+                               "(0 = all): points of a learning curve (bench/label_efficiency.py)")
     out_dir: str = setting("out/sst2", "where best.pt, ckpt.pt, metrics.jsonl and the report go")
     device: str = setting("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "autocast dtype: auto (bf16 where fast), float32, bfloat16, float16",
@@ -107,6 +111,10 @@ class FinetuneSettings:
     eval_interval: int = setting(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
     metric: str = setting("accuracy", "dev metric that picks best.pt and drives early stopping",
                           choices=["accuracy", "macro_f1"])
+    select: str = setting("metric", "what best.pt is: the evaluation with the best dev --metric (metric), the lowest "
+                          "dev loss (loss), or the last one (last: nothing is chosen on dev, so the dev score is "
+                          "an honest estimate; dev is then evaluated only every --eval-interval steps and at the end)",
+                          choices=["metric", "loss", "last"])
     patience: int = setting(0, "stop after this many evaluations without a better dev metric (0 = never)")
     log_interval: int = setting(100, "print a progress line every N optimizer steps")
     seed: int = setting(1337, "random seed (head initialisation, data order, dropout)")
@@ -144,8 +152,8 @@ def parse_settings(argv=None) -> tuple[FinetuneSettings, str]:
 
 def check_settings(settings: FinetuneSettings) -> None:
     check_flags(settings, positive=["epochs", "batch_size", "grad_accum", "log_interval"],
-                non_negative=["max_train_rows", "max_len", "max_steps", "stop_after", "eval_interval", "patience",
-                              "weight_decay", "grad_clip", "min_lr"],
+                non_negative=["max_train_rows", "train_limit", "max_len", "max_steps", "stop_after", "eval_interval",
+                              "patience", "weight_decay", "grad_clip", "min_lr"],
                 rules=[(settings.lr > 0 and settings.min_lr <= settings.lr,
                         f"need --lr > 0 and --min-lr <= --lr, got lr={settings.lr}, min_lr={settings.min_lr}"),
                        (0 <= settings.warmup < 1,
@@ -155,7 +163,13 @@ def check_settings(settings: FinetuneSettings) -> None:
                        (0 <= settings.beta1 < 1 and 0 <= settings.beta2 < 1,
                         f"--beta1/--beta2 must be in [0, 1), got {settings.beta1}, {settings.beta2}"),
                        (not (settings.resume and settings.overwrite),
-                        "--resume and --overwrite contradict each other: pick one")])
+                        "--resume and --overwrite contradict each other: pick one"),
+                       (not (settings.train_limit and settings.max_train_rows),
+                        "--train-limit (a stratified random sample) and --max-train-rows (the first rows) are two "
+                        "ways to shrink the training set: pass one"),
+                       (not (settings.select == "last" and settings.patience),
+                        "--patience stops on dev evaluations without a gain, and --select last never looks for one: "
+                        "use --select metric or loss with --patience")])
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -260,6 +274,22 @@ def has_column(path: Path, column: str) -> bool:
     return column in first.split("\t" if path.suffix.lower() == ".tsv" else ",")
 
 
+def limit_train(texts: list[str], y: list[int], settings: FinetuneSettings, names: list[str]):
+    """--train-limit N: (texts, labels, record) of a class-stratified sample of N rows drawn with --seed
+    (minilm/labelled.py, stratified_sample: per-class counts proportional, largest-remainder rounding). The record
+    goes into every checkpoint and report.json, and --resume checks that it draws the same rows."""
+    n = settings.train_limit
+    if n > len(y):
+        raise ValueError(f"--train-limit {n} is more than the {len(y):,} training rows: pass a smaller N, or 0 for "
+                         f"all of them")
+    rows = stratified_sample(y, n, settings.seed)
+    texts, y = [texts[i] for i in rows], [y[i] for i in rows]
+    counts = np.bincount(y, minlength=len(names))
+    record = {"limit": n, "seed": settings.seed, "class_counts": {name: int(c) for name, c in zip(names, counts)},
+              "rows_sha256": hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()}
+    return texts, y, record
+
+
 def make_batches(texts, labels, inputs, settings: FinetuneSettings, max_len: int, shuffle: bool, what: str,
                  device: str, batch_size: int | None = None) -> ClassificationBatches:
     """ClassificationBatches, after reporting (or refusing, with --no-truncate) texts longer than max_len: the
@@ -360,6 +390,9 @@ def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
         raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
     if settings.max_train_rows:
         train_texts, train_y = train_texts[:settings.max_train_rows], train_y[:settings.max_train_rows]
+    train_subset = None
+    if settings.train_limit:
+        train_texts, train_y, train_subset = limit_train(train_texts, train_y, settings, names)
     dev_texts, dev_y, _ = read_labelled(data["files"]["dev"], text_col, label_col, labels)
     data["labels"] = labels
     train_batches = make_batches(train_texts, train_y, inputs, settings, max_len, True, "train", device)
@@ -380,8 +413,8 @@ def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
                 "label_names": names, "n_classes": len(labels), "pooling": model.pooling,
                 "head_dropout": settings.head_dropout, "max_len": max_len,
                 "input_format": "text <eos>" if config.causal else "[cls] text [sep]", "init": source,
-                "text_column": text_col, "label_column": label_col, "preset": preset,
-                "settings": dataclasses.asdict(settings)}
+                "text_column": text_col, "label_column": label_col, "preset": preset, "train_subset": train_subset,
+                "select": settings.select, "settings": dataclasses.asdict(settings)}
     run = Run(settings, device, autocast_context(device, dtype), out_dir, source, config, inputs, max_len, data, names,
               len(train_texts), dev_y, train_batches, dev_batches, raw_model=model, model=model, optimizer=optimizer,
               scaler=make_grad_scaler(device, dtype), steps_per_epoch=steps_per_epoch,
@@ -393,7 +426,12 @@ def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
 def resume(run: Run, checkpoint: tuple) -> tuple[dict, list[dict]]:
     """(loop_state, metrics records) of the run in --out-dir; weights, optimizer, RNG and data order continue."""
     tensors, meta = checkpoint
-    check_compatible(meta, {k: run.run_meta[k] for k in ("model_config", "labels", "pooling", "max_len")})
+    keys = ["model_config", "labels", "pooling", "max_len"]
+    if run.run_meta["train_subset"] or meta.get("train_subset"):  # the same --train-limit rows (older runs: none)
+        keys.append("train_subset")
+    if "select" in meta:  # best.pt's rule cannot change mid-run (older runs chose by the dev metric)
+        keys.append("select")
+    check_compatible(meta, {k: run.run_meta[k] for k in keys})
     run.raw_model.load_state_dict(tensors["model"])
     run.optimizer.load_state_dict(tensors["optimizer"])
     run.scaler.load_state_dict(tensors["scaler"])
@@ -405,8 +443,8 @@ def resume(run: Run, checkpoint: tuple) -> tuple[dict, list[dict]]:
     # checkpoints written before loop_state existed kept its fields at the top level of meta
     loop_state = meta.get("loop_state") or {k: meta[k] for k in ("step", "best", "bad_evals")}
     loop_state = {**loop_state, "last_saved": loop_state["step"]}
-    print(f"resuming {run.out_dir} at step {loop_state['step']}, epoch {batches.epoch} (best dev {run.settings.metric} "
-          f"{loop_state['best']:.4f})")
+    print(f"resuming {run.out_dir} at step {loop_state['step']}, epoch {batches.epoch} (best.pt by --select "
+          f"{run.settings.select}: score {loop_state['best']:.4f})")
     return loop_state, read_metrics(run.out_dir, before_step=loop_state["step"] + 1)  # later lines are redone
 
 
@@ -430,15 +468,17 @@ def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> 
     dev = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
     if not math.isfinite(dev["loss"]):  # never overwrite a good checkpoint with diverged weights
         raise diverged(run, loop_state, f"dev loss is {dev['loss']}")
-    improved = dev[run.settings.metric] > loop_state["best"]
+    score = selection_score(dev, run.settings.select, run.settings.metric, loop_state["step"])
+    improved = score > loop_state["best"]
     if improved:
-        loop_state.update(best=dev[run.settings.metric], bad_evals=0)
+        loop_state.update(best=score, bad_evals=0)
     else:
         loop_state["bad_evals"] += 1
     step = loop_state["step"]
     records.append({"step": step, "epoch": run.train_batches.epoch, "dev_loss": dev["loss"],
                     "dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"]})
-    gain = "best so far" if improved else f"no gain for {loop_state['bad_evals']} eval(s)"
+    gain = (("kept (--select last)" if run.settings.select == "last" else "best so far") if improved
+            else f"no gain for {loop_state['bad_evals']} eval(s)")
     print(f"step {step:>5} | dev loss {dev['loss']:.4f} | accuracy {dev['accuracy']:.4f} | macro F1 "
           f"{dev['macro_f1']:.4f} | {gain}")
     if improved:
@@ -448,6 +488,15 @@ def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> 
     save(run, run.out_dir / "ckpt.pt", loop_state, True, {})
     loop_state["last_saved"] = step
     return run.settings.patience > 0 and loop_state["bad_evals"] >= run.settings.patience
+
+
+def selection_score(dev: dict, select: str, metric: str, step: int) -> float:
+    """What best.pt maximises. SST-2's dev set has 872 sentences (one standard error of an accuracy near 0.8 is
+    ~1.4 points), so the best of many dev evaluations flatters the run with the luckiest one: --select loss
+    uses the dev loss, which averages the probabilities of all 872 answers rather than counting the right ones, and
+    --select last (the step: every evaluation wins) chooses nothing on dev at all, so after a fixed schedule the dev
+    score is what fresh sentences would give. --select metric (the default) is the best dev --metric."""
+    return {"metric": dev[metric], "loss": -dev["loss"], "last": float(step)}[select]
 
 
 def train_mode(run: Run) -> None:
@@ -514,8 +563,9 @@ def finetune(settings: FinetuneSettings, preset: str) -> int:
                 eta = (max_steps - step) * elapsed / max(step - step_start, 1)
                 print(f"step {step:>5} | epoch {epoch} | loss {loss_value:.4f} | lr {lr:.2e} | "
                       f"{format_eta(elapsed)} elapsed, {format_eta(eta)} left")
-            # once in a while, at the end of an epoch and at the end: evaluate on dev and checkpoint
-            end_of_epoch = batches.position >= n_batches
+            # once in a while, at the end of an epoch (unless --select last: nothing is chosen there) and at the end:
+            # evaluate on dev and checkpoint
+            end_of_epoch = batches.position >= n_batches and settings.select != "last"
             stop = step >= max_steps or (settings.stop_after > 0 and step == settings.stop_after)
             if (settings.eval_interval and step % settings.eval_interval == 0) or end_of_epoch or stop:
                 stop = evaluate_and_checkpoint(run, loop_state, records) or stop
@@ -538,9 +588,11 @@ def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> Non
     dev_pred = dev_probs.argmax(axis=1)
     summary = {"dev": classification_report(np.asarray(run.dev_y), dev_pred, names), "best_step": best_meta["step"],
                "metric": settings.metric, "init": run.source, "backbone_kind": run.run_meta["backbone_kind"],
-               "pooling": run.raw_model.pooling, "train_rows": run.n_train, "steps": loop_state["step"],
+               "pooling": run.raw_model.pooling, "train_rows": run.n_train, "select": settings.select,
+               "train_subset": run.run_meta["train_subset"], "steps": loop_state["step"],
                "train_time_s": train_time, "total_time_s": time.time() - t_begin}
-    print(f"\nbest checkpoint: step {best_meta['step']} (dev {settings.metric} {loop_state['best']:.4f}); dev report:")
+    print(f"\nbest.pt (--select {settings.select}): step {best_meta['step']} (dev {settings.metric} "
+          f"{best_meta['dev'][settings.metric]:.4f}, loss {best_meta['dev']['loss']:.4f}); dev report:")
     print(format_report(summary["dev"], digits=4))
     write_predictions(out_dir / "dev_predictions.tsv", dev_probs, names, run.dev_y)
     plot_confusion_matrix(confusion_matrix(np.asarray(run.dev_y), dev_pred, len(names)), names,

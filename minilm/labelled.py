@@ -10,6 +10,10 @@ Shuffling is a permutation drawn from a CPU torch.Generator seeded with (seed + 
 is a pure function of (seed, epoch): `state_dict()` = {"epoch", "position", "seed"} (JSON-safe ints) is all a
 checkpoint needs to resume mid-epoch with exactly the remaining batches.
 
+`stratified_sample` draws a seeded, class-stratified subset of the rows, for learning curves (accuracy against the
+number of labelled examples; bench/label_efficiency.py): each class keeps its share of the rows, so a small sample
+is not, by bad luck, mostly one class.
+
 Left out on purpose: multi-label targets, streaming files larger than memory.
 Explained in lectures/02_data.ipynb (and used in lectures/07_finetuning.ipynb).
 """
@@ -102,6 +106,34 @@ def read_labelled(path, text_column: str, label_column: str | None, labels=None,
             raise ValueError(f"{path}, line {lineno}: label {lab!r} is not in the label set {label_names}")
         label_ids.append(to_id[lab])
     return texts, label_ids, [str(n) for n in label_names]
+
+
+def stratified_sample(labels, n: int, seed: int) -> np.ndarray:
+    """Indices (in file order) of a class-stratified random sample of `n` of the rows whose class ids are `labels`.
+
+    Class k, holding c_k of the C rows, gets n_k = floor(n * c_k / C) rows; the n - sum(n_k) rows left over go one
+    each to the classes with the largest remainders n * c_k / C - n_k (ties: the lower class id). This is the
+    largest-remainder rounding: the n_k sum to n exactly and each is within one row of its proportional share.
+    Within class k the rows taken are the first n_k of a permutation of its rows drawn from
+    numpy.random.default_rng(seed), class by class in id order: the same seed gives the same rows, and with two
+    classes a smaller sample is contained in a larger one of the same seed (the curve's points are nested).
+    Example: labels with 6 of class 0 and 4 of class 1, n=5 -> 3 rows of class 0 and 2 of class 1.
+    """
+    y = np.asarray(labels)
+    if not 1 <= n <= len(y):
+        raise ValueError(f"a sample of {n} rows needs 1 <= n <= {len(y)} (the number of rows)")
+    classes, counts = np.unique(y, return_counts=True)  # (K,), (K,)
+    share = n * counts / len(y)  # the proportional shares, (K,)
+    n_k = np.floor(share).astype(np.int64)
+    leftover = n - int(n_k.sum())
+    by_remainder = sorted(range(len(classes)), key=lambda k: (-(share[k] - n_k[k]), k))  # stable: lower id first
+    n_k[by_remainder[:leftover]] += 1
+    if (n_k == 0).any():
+        empty = classes[n_k == 0].tolist()
+        raise ValueError(f"a sample of {n} rows leaves class(es) {empty} without a row: take a larger sample")
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, n_k)]
+    return np.sort(np.concatenate(rows))
 
 
 class ClassificationBatches:

@@ -1,5 +1,6 @@
 """Data pipeline: token files + meta.json, causal windows, MLM masking rates (Eq. 2.4), document batches,
-labelled-text reading with clear errors, and ClassificationBatches padding and exact mid-epoch resume."""
+labelled-text reading with clear errors, stratified subsamples, and ClassificationBatches padding and exact
+mid-epoch resume."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from minilm.config import IGNORE_INDEX
 from minilm.data import (get_causal_batch, get_document_batch, get_mlm_batch, get_mlm_document_batch, load_documents,
                          load_meta, load_split, mask_tokens, token_dtype, write_tokens)
-from minilm.labelled import ClassificationBatches, read_labelled
+from minilm.labelled import ClassificationBatches, read_labelled, stratified_sample
 from minilm.tokenizer import CharTokenizer, tokenizer_from_dict
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
@@ -194,6 +195,37 @@ def test_read_labelled_errors_name_file_and_line(tmp_path, content, kwargs, erro
 def test_read_labelled_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_labelled(tmp_path / "none.tsv", "sentence", "label")
+
+
+def test_stratified_sample_keeps_class_shares_exactly_with_largest_remainder_rounding():
+    y = np.array([0] * 557 + [1] * 443 + [2] * 100)[np.random.default_rng(0).permutation(1100)]  # shuffled classes
+    for n in (11, 12, 99, 100, 101, 550, 1099, 1100):
+        rows = stratified_sample(y, n, seed=5)
+        assert len(rows) == n == len(set(rows.tolist())) and np.all(np.diff(rows) > 0)  # distinct, in file order
+        share = n * np.bincount(y) / len(y)
+        counts = np.bincount(y[rows], minlength=3)
+        assert counts.sum() == n and np.all(np.abs(counts - share) < 1)  # within one row of the proportional share
+        # largest remainder: the classes rounded up are those with the largest fractional parts
+        up = np.flatnonzero(counts > np.floor(share))
+        down = np.flatnonzero(counts == np.floor(share))
+        assert not len(up) or not len(down) or (share - np.floor(share))[up].min() >= (share - np.floor(share))[down].max()
+    assert np.bincount(np.array([0] * 6 + [1] * 4)[stratified_sample([0] * 6 + [1] * 4, 5, 0)]).tolist() == [3, 2]
+    assert np.bincount(np.array([0, 0, 1, 1])[stratified_sample([0, 0, 1, 1], 3, 0)]).tolist() == [2, 1]  # a tie: id 0
+
+
+def test_stratified_sample_is_seeded_and_nested_for_two_classes():
+    y = np.random.default_rng(1).integers(0, 2, 5000)
+    a, b, c = stratified_sample(y, 300, seed=1), stratified_sample(y, 300, seed=1), stratified_sample(y, 300, seed=2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert len(np.intersect1d(a, c)) < 100  # a different seed is a different sample, not a shifted one (~18 expected)
+    small, large = stratified_sample(y, 100, seed=1), stratified_sample(y, 1000, seed=1)
+    assert np.isin(small, a).all() and np.isin(a, large).all()  # the curve's points are nested
+
+
+@pytest.mark.parametrize("n, error", [(0, "1 <= n <= 10"), (11, "1 <= n <= 10"), (1, r"class\(es\) \[1\]")])
+def test_stratified_sample_refuses_impossible_sizes(n, error):
+    with pytest.raises(ValueError, match=error):
+        stratified_sample([0] * 9 + [1], n, seed=0)
 
 
 def _batches(tok, **kw):

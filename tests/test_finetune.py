@@ -1,5 +1,6 @@
 """finetune.py: end to end on a tiny pretrained model (report == scikit-learn's), padding invariance, frozen vs full
-fine-tuning, every kind of --init, bad input as one clear line, exact resume, prediction."""
+fine-tuning, every kind of --init, bad input as one clear line, exact resume, prediction, --train-limit samples and
+the --select rules."""
 
 from __future__ import annotations
 
@@ -229,3 +230,72 @@ def test_predict_prints_label_and_probability(workdir, tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     model, tok, meta = load_classifier(out)
     assert meta["label_names"] == ["0", "1"] and model.pooling == "last"
+
+
+def _train_rows(out: Path) -> dict:
+    """The training rows a run used, read back from its checkpoint (the record --train-limit writes)."""
+    return load_checkpoint(out / "ckpt.pt")[1]["train_subset"]
+
+
+def test_train_limit_is_a_stratified_seeded_sample_and_resume_keeps_it(workdir, tmp_path, capsys):
+    from minilm.labelled import read_labelled
+
+    _, y, _ = read_labelled(workdir / "sst2" / "train.tsv", "sentence", "label", ["0", "1"])
+    share = 50 * np.bincount(y) / len(y)
+    args = ["--init", str(workdir / "mlm"), "--train-limit", "50", "--max-steps", "8", "--eval-interval", "4",
+            "--epochs", "2"]  # 7 batches per epoch: the stop at step 3 is mid-epoch, and the run crosses an epoch
+    assert _run(workdir, tmp_path / "a", *args) == 0
+    record = _train_rows(tmp_path / "a")
+    counts = list(record["class_counts"].values())
+    assert sum(counts) == 50 and all(abs(c - s) < 1 for c, s in zip(counts, share))  # proportional, rounded
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["train_rows"] == 50 and report["train_subset"] == record and report["select"] == "metric"
+    assert _run(workdir, tmp_path / "b", *args) == 0
+    assert _run(workdir, tmp_path / "c", *args, "--seed", "7") == 0
+    assert _train_rows(tmp_path / "b") == record  # same seed, same rows
+    assert _train_rows(tmp_path / "c")["rows_sha256"] != record["rows_sha256"]  # another seed, other rows
+    # resume: the same rows (checked against the checkpoint) and bit-identical losses
+    assert _run(workdir, tmp_path / "split", *args, "--stop-after", "3") == 0
+    capsys.readouterr()
+    assert _run(workdir, tmp_path / "split", *args[:-4], "--train-limit", "60", "--max-steps", "8", "--eval-interval",
+                "4", "--epochs", "2", "--resume") == 1
+    assert "train_subset" in _error_line(capsys)  # other rows than the checkpoint's: refused
+    assert _run(workdir, tmp_path / "split", *args, "--resume") == 0
+    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())  # noqa: E731
+                        if "loss" in r]
+    assert losses(tmp_path / "split") == losses(tmp_path / "a")
+    assert _train_rows(tmp_path / "split") == record
+
+
+def test_train_limit_bad_values_are_one_clear_line(workdir, tmp_path, capsys):
+    init = ["--init", str(workdir / "mlm"), "--max-steps", "1"]
+    assert _run(workdir, tmp_path / "a", *init, "--train-limit", "301") == 1
+    assert "more than the 300 training rows" in _error_line(capsys)
+    assert not (tmp_path / "a" / "ckpt.pt").exists()
+    assert _run(workdir, tmp_path / "b", *init, "--train-limit", "20", "--max-train-rows", "40") == 1
+    assert "pass one" in _error_line(capsys)
+    assert _run(workdir, tmp_path / "c", *init, "--train-limit", "-5") == 1
+    assert "--train-limit must be >= 0" in _error_line(capsys)
+    assert _run(workdir, tmp_path / "d", *init, "--select", "last", "--patience", "2") == 1
+    assert "--select metric or loss" in _error_line(capsys)
+
+
+def test_select_picks_best_metric_lowest_loss_or_last(workdir, tmp_path):
+    """best.pt is the evaluation --select names, read back from metrics.jsonl; --select last evaluates only at the
+    fixed points (every --eval-interval steps and at the end), not at each epoch's end."""
+    args = ["--init", str(workdir / "mlm"), "--max-train-rows", "40", "--epochs", "3", "--eval-interval", "4",
+            "--lr", "3e-3"]  # 5 batches per epoch, 15 steps
+    for select in ("metric", "loss", "last"):
+        out = tmp_path / select
+        assert _run(workdir, out, *args, "--select", select) == 0
+        evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "dev_loss" in r]
+        best = load_checkpoint(out / "best.pt")[1]
+        if select == "last":
+            assert [e["step"] for e in evals] == [4, 8, 12, 15] and best["step"] == 15
+        else:
+            assert [e["step"] for e in evals] == [4, 5, 8, 10, 12, 15]  # the epoch ends 5, 10 and 15 too
+            key = "dev_accuracy" if select == "metric" else "dev_loss"
+            sign = 1 if select == "metric" else -1
+            first_best = max(evals, key=lambda e: (sign * e[key], -e["step"]))  # the first of equals is kept
+            assert best["step"] == first_best["step"]
+        assert json.loads((out / "report.json").read_text())["best_step"] == best["step"]
