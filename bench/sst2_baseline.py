@@ -23,18 +23,23 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from minilm.labelled import read_labelled  # noqa: E402
+from minilm.labelled import read_labelled, stratified_sample  # noqa: E402
 from minilm.metrics import classification_report  # noqa: E402
 
 
-def bow_baseline(data: Path, C: float, seed: int = 0) -> dict:
-    """Fit on train.tsv, score on dev.tsv; returns the classification report, the dev predictions and the wall time."""
+def bow_baseline(data: Path, C: float, seed: int = 0, train_limit: int = 0) -> dict:
+    """Fit on train.tsv (or, with train_limit N, on the class-stratified sample of N rows that finetune.py
+    --train-limit N --seed SEED trains on), score on dev.tsv; returns the classification report, the dev
+    predictions and the wall time."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
     t0 = time.time()
     labels = ["0", "1"]
     train_x, train_y, _ = read_labelled(data / "train.tsv", "sentence", "label", labels)
+    if train_limit:
+        rows = stratified_sample(train_y, train_limit, seed)
+        train_x, train_y = [train_x[i] for i in rows], [train_y[i] for i in rows]
     dev_x, dev_y, _ = read_labelled(data / "dev.tsv", "sentence", "label", labels)
     # SST-2 is already lower-cased and tokenised; keep punctuation and n't as tokens (sentiment cues)
     vec = CountVectorizer(ngram_range=(1, 2), token_pattern=r"[^ ]+", binary=True, min_df=1)

@@ -1,5 +1,5 @@
 """Matplotlib figures for the lectures and the scripts: loss curves, the LR schedule, attention maps, a confusion
-matrix and a pretrained-vs-scratch comparison.
+matrix, a pretrained-vs-scratch comparison and learning curves (score against the number of labelled examples).
 
 Every function builds a matplotlib.figure.Figure directly (no pyplot), so nothing leaks into pyplot's global list
 of open figures, the library never picks a backend, and it works headless (PNG rendering goes through Agg). A
@@ -155,4 +155,31 @@ def plot_comparison(results: Mapping[str, float], path: str | os.PathLike | None
     ax.set_title(title)
     if all(0.0 <= v <= 1.0 for v in values):
         ax.set_ylim(0, 1.05)
+    return _finish(fig, path)
+
+
+def plot_learning_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], path: str | os.PathLike | None = None,
+                         ylabel: str = "dev accuracy", title: str = "accuracy against labelled examples",
+                         xlabel: str = "labelled training examples (log scale)") -> Figure:
+    """One line per arm through the mean score at each training-set size, on a log x axis; every seed's score is a
+    dot, so the spread is visible. curves = {arm: {n_examples: [score per seed]}}, e.g. {"pretrained": {100: [0.61,
+    0.63], 1000: [0.72, 0.74]}, "scratch": {...}} (ULMFiT's figure 3, Howard & Ruder 2018)."""
+    if not curves or not any(curves.values()):
+        raise ValueError("curves is empty: pass {arm: {n_examples: [score per seed]}}")
+    fig = Figure(figsize=(7.0, 4.0))
+    ax = fig.add_subplot()
+    for i, (arm, points) in enumerate(curves.items()):
+        ns = sorted(points)
+        if not ns:
+            continue
+        means = [float(np.mean(points[n])) for n in ns]
+        ax.plot(ns, means, "-o", color=f"C{i}", label=arm, markersize=4)  # the line through the means
+        for n in ns:
+            ax.plot([n] * len(points[n]), list(points[n]), ".", color=f"C{i}", alpha=0.4)  # one dot per seed
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
     return _finish(fig, path)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from minilm.plots import plot_attention, plot_comparison, plot_confusion_matrix, plot_loss_curves, plot_lr_schedule
+from minilm.plots import (plot_attention, plot_comparison, plot_confusion_matrix, plot_learning_curves, plot_loss_curves,
+                          plot_lr_schedule)
 from minilm.training import get_lr
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,3 +98,19 @@ def test_comparison(tmp_path):
     assert [round(b.get_height(), 6) for b in bars] == [0.86, 0.71]
     with pytest.raises(ValueError):
         plot_comparison({})
+
+
+def test_learning_curves(tmp_path):
+    curves = {"pretrained": {100: [0.6, 0.64], 1000: [0.75, 0.77, 0.76]}, "scratch": {100: [0.52], 1000: [0.6, 0.62]}}
+    fig = plot_learning_curves(curves, tmp_path / "curve.png")
+    assert _is_png(tmp_path / "curve.png")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    mean_line = ax.lines[0]  # the first arm's line through its means, then its seed dots
+    assert list(mean_line.get_xdata()) == [100, 1000]
+    np.testing.assert_allclose(mean_line.get_ydata(), [0.62, 0.76])
+    dots = [y for line in ax.lines[1:3] for y in line.get_ydata()]
+    assert dots == [0.6, 0.64, 0.75, 0.77, 0.76]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pretrained", "scratch"]
+    with pytest.raises(ValueError):
+        plot_learning_curves({})
