@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 
 from bench.sst2_baseline import bow_baseline  # noqa: E402
 from bench.sst2_compare import read_run  # noqa: E402
+from minilm.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from minilm.files import atomic_write_text  # noqa: E402
 from minilm.metrics import accuracy, mcnemar_test, paired_bootstrap  # noqa: E402
 from minilm.plots import plot_learning_curves  # noqa: E402
@@ -180,6 +181,20 @@ def paired_tests(runs: dict, gold: np.ndarray) -> list[dict]:
     return rows
 
 
+def pretraining(path: str) -> dict | None:
+    """What the pretrained arms started from: the checkpoint finetune.py --init loads, its step, validation loss
+    and pretraining settings (a preset cut short shows here), and the model's size. None if it is not on disk."""
+    try:
+        ckpt = find_checkpoint(path)
+        _, meta = load_checkpoint(ckpt)
+    except (OSError, ValueError):
+        return None
+    keep = ("objective", "max_iters", "batch_size", "lr", "mask_prob")
+    return {"checkpoint": str(ckpt), "preset": meta.get("preset"), "step": meta.get("step"),
+            "val_loss": meta.get("val_loss"), "settings": {k: meta.get("settings", {}).get(k) for k in keep},
+            "model": {k: meta["model_config"][k] for k in ("n_layers", "d_model", "max_seq_len", "vocab_size")}}
+
+
 def machine() -> dict:
     """The CPU (lscpu's model name), the load (uptime) and the thread setting, for the record."""
     def shell(cmd: list[str]) -> str:
@@ -292,6 +307,7 @@ def write_results(args, plan: list[tuple], command: str) -> int:
                "recipe": {"select": "last", "min_steps": args.min_steps, "batch_size": BATCH_SIZE,
                           "evaluations_per_run": N_EVALS, "finetune_args": args.finetune_args,
                           "arms": {arm: ARMS[arm] for arm in runs}, "mlm": args.mlm, "clm": args.clm},
+               "pretraining": {"mlm": pretraining(args.mlm), "clm": pretraining(args.clm)},
                "arm_names": {arm: ARM_NAMES[arm] for arm in runs}, "dev_labels": "".join(map(str, gold)),
                "summary": summary, "paired": paired, "not_run": not_run, "runs": runs}
     atomic_write_text(args.json, json.dumps(payload, indent=1) + "\n")

@@ -115,6 +115,7 @@ def test_bench_runs_skips_resumes_and_writes_paired_results(task, monkeypatch, c
     preds = [np.array(list(runs[a]["10"]["2"]["predictions"]), dtype=int) for a in ("mlm", "scratch")]
     assert row["mcnemar_p"] == pytest.approx(mcnemar_test(gold, *preds)["p_value"])
     assert any(r["b"] == "bow" for r in payload["paired"])
+    assert payload["pretraining"]["mlm"]["step"] == 2 and payload["pretraining"]["clm"] is None
     assert payload["machine"]["cores"] and "command" in payload and (task / "runs" / "label_efficiency.png").is_file()
 
     # finished runs are skipped; a stopped one (ckpt.pt, no report.json) is resumed
