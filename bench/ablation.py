@@ -1,8 +1,10 @@
 """From GPT-2 to Llama, one change at a time: whole-split validation loss and tokens/s on Tiny Shakespeare.
 
     python bench/ablation.py                                   # the default preset's 2200 steps, seeds 1 and 2
-    python bench/ablation.py --max-iters 200 --jobs 2 --rounds 3 --steps 5 --out lectures/results/ablation.json
+    python bench/ablation.py --jobs 2 --rounds 5 --steps 10 --out lectures/results/ablation.json
                                                                # what was committed (a shared 2-core machine)
+    python bench/ablation.py --max-iters 200 --jobs 2 --rounds 3 --steps 5 --out lectures/results/ablation_200_steps.json
+                                                               # the same at 200 steps: how fast each change learns early
 
 Six model configurations, everything else the shakespeare-char preset of train.py (4 layers, d_model 128, 4 heads,
 context 64, batch 64, lr 3e-3 cosine to 3e-5, AdamW groups, clipping 1.0, bf16 autocast where the CPU has it):
