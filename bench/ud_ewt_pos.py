@@ -48,6 +48,54 @@ def test_predictions(out: Path) -> tuple[list[str], list[str]]:
     return [r[2] for r in rows], [r[1] for r in rows]
 
 
+def val_loss(run_dir: Path) -> float | None:
+    """The last validation loss train.py logged (per masked token, or per token for a causal LM)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r["val_loss"] for r in records if r.get("val_loss") is not None]
+    return losses[-1] if losses else None
+
+
+def report(args, runs: dict, pretrain: list, finetune: list, times: dict, load_before, recipe: dict) -> dict:
+    """Word accuracy per model and split, test F1 per tag, McNemar per claim: printed, and written with --json."""
+    reports = {name: json.loads((ROOT / out / "report.json").read_text()) for name, out in runs.items()}
+    first = reports["pretrained"]
+    tags = [t for t in first["test"]["tags"] if t not in ("accuracy", "macro avg", "weighted avg")]
+    results = {
+        "command": "python bench/ud_ewt_pos.py --source PATH/TO/ud_ewt" + (" --causal" if args.causal else "")
+                   + "".join(f" --{k.replace('_', '-')} {shlex.quote(getattr(args, k))}"
+                             for k in ("pretrain_args", "finetune_args") if getattr(args, k)),
+        "pretrain_args": pretrain, "finetune_args": finetune, "cpu": cpu_name(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": load_before, **recipe,
+        "load_after": os.getloadavg(), "wall_s": times,
+        "pretrain_val_loss": {kind: val_loss(ROOT / f"{args.out}-{kind}")
+                              for kind in ("mlm", "clm") if kind == "mlm" or "causal" in runs},
+        "accuracy": {split: {"baseline": first[f"{split}_baseline"]["accuracy"],
+                             **{name: r[split]["accuracy"] for name, r in reports.items()}}
+                     for split in ("dev", "test")},
+        "best_step": {name: r["best_step"] for name, r in reports.items()},
+        "test_tags": {tag: {"support": int(first["test"]["tags"][tag]["support"]),
+                            "baseline_f1": first["test_baseline"]["tags"][tag]["f1-score"],
+                            **{f"{name}_f1": r["test"]["tags"][tag]["f1-score"] for name, r in reports.items()}}
+                      for tag in tags},
+        "paired": {},
+    }
+    gold, _ = test_predictions(ROOT / runs["pretrained"])
+    as_ids = {name: [tags.index(t) for t in test_predictions(ROOT / out)[1]] for name, out in runs.items()}
+    for a, b in [("pretrained", "scratch"), ("pretrained", "causal")]:
+        if b in runs:
+            results["paired"][f"{a} vs {b}"] = mcnemar_test([tags.index(t) for t in gold], as_ids[a], as_ids[b])
+    print(f"\nUD English-EWT UPOS word accuracy ({cpu_name()}, load {load_before[0]:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} now; recipe {recipe['recipe_wall_s'] / 60:.1f} min)")
+    for split, accs in results["accuracy"].items():
+        print(f"  {split}: " + " | ".join(f"{k} {v:.4f}" for k, v in accs.items()))
+    for claim, test in results["paired"].items():
+        print(f"  {claim}: McNemar b={test['b']} c={test['c']} p={test['p_value']:.2g}")
+    if args.json:
+        atomic_write_text(ROOT / args.json, json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return results
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", required=True, help="folder with en_ewt-ud-{train,dev,test}.conllu")
@@ -68,50 +116,15 @@ def main(argv=None) -> int:
                      "--overwrite"], times)
     run("scratch", ["finetune.py", *finetune, *data, "--init", "scratch", "--like", f"{args.out}-mlm",
                     "--out-dir", runs["scratch"], "--overwrite"], times)
-    recipe_s = round(time.time() - t0, 1)
-    load_recipe = os.getloadavg()
+    recipe = {"recipe_wall_s": round(time.time() - t0, 1), "load_after_recipe": os.getloadavg()}
+    report(args, runs, pretrain, finetune, times, load_before, recipe)  # written now, in case the twin is stopped
     if args.causal:
         runs["causal"] = f"{args.out}-pos-clm"
         run("pretrain_clm", ["train.py", *pretrain, "--objective", "clm", *data, "--out-dir", f"{args.out}-clm",
                              "--overwrite"], times)
         run("finetune_clm", ["finetune.py", *finetune, *data, "--init", f"{args.out}-clm", "--out-dir",
                              runs["causal"], "--overwrite"], times)
-    reports = {name: json.loads((ROOT / out / "report.json").read_text()) for name, out in runs.items()}
-    first = reports["pretrained"]
-    results = {
-        "command": "python bench/ud_ewt_pos.py --source PATH/TO/ud_ewt" + (" --causal" if args.causal else "")
-                   + "".join(f" --{k.replace('_', '-')} {shlex.quote(getattr(args, k))}"
-                             for k in ("pretrain_args", "finetune_args") if getattr(args, k)),
-        "pretrain_args": pretrain, "finetune_args": finetune, "cpu": cpu_name(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": load_before,
-        "load_after_recipe": load_recipe, "load_after": os.getloadavg(), "wall_s": times, "recipe_wall_s": recipe_s,
-        "accuracy": {split: {"baseline": first[f"{split}_baseline"]["accuracy"],
-                             **{name: r[split]["accuracy"] for name, r in reports.items()}}
-                     for split in ("dev", "test")},
-        "test_tags": {}, "paired": {},
-    }
-    for tag, v in first["test"]["tags"].items():
-        if tag not in ("accuracy", "macro avg", "weighted avg"):
-            results["test_tags"][tag] = {"support": int(v["support"]),
-                                         "baseline_f1": first["test_baseline"]["tags"][tag]["f1-score"],
-                                         **{f"{name}_f1": r["test"]["tags"][tag]["f1-score"]
-                                            for name, r in reports.items()}}
-    gold, _ = test_predictions(ROOT / runs["pretrained"])
-    preds = {name: test_predictions(ROOT / out)[1] for name, out in runs.items()}
-    names = sorted(set(gold))
-    as_ids = {name: [names.index(t) for t in pred] for name, pred in preds.items()}
-    claims = [("pretrained", "scratch")] + ([("pretrained", "causal")] if args.causal else [])
-    for a, b in claims:
-        results["paired"][f"{a} vs {b}"] = mcnemar_test([names.index(t) for t in gold], as_ids[a], as_ids[b])
-    print(f"\nUD English-EWT UPOS word accuracy ({cpu_name()}, load {load_before[0]:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after; recipe {recipe_s / 60:.1f} min)")
-    for split, accs in results["accuracy"].items():
-        print(f"  {split}: " + " | ".join(f"{k} {v:.4f}" for k, v in accs.items()))
-    for claim, test in results["paired"].items():
-        print(f"  {claim}: McNemar b={test['b']} c={test['c']} p={test['p_value']:.2g}")
-    if args.json:
-        atomic_write_text(ROOT / args.json, json.dumps(results, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        report(args, runs, pretrain, finetune, times, load_before, recipe)
     return 0
 
 
