@@ -28,7 +28,8 @@ baseline (Eq. 11.8).
 Inputs: a masked-LM backbone reads `[cls] text [sep]` and pools the [cls] state (or the mean); a causal backbone reads
 `text <eos>` and pools the last real token, the only one that has seen the whole text.
 Outputs in --out-dir: best.pt (best dev metric), ckpt.pt (latest, for --resume), metrics.jsonl, report.json,
-confusion_matrix.png, dev_predictions.tsv, and predictions.tsv for an unlabelled test split.
+confusion_matrix.png, dev_predictions.tsv, and predictions.tsv for an unlabelled test split (--task token:
+dev_predictions.tsv and test_predictions.tsv as `word<TAB>prediction<TAB>tag` lines, the baseline in report.json).
 This file prints; the library (minilm/) only returns.
 """
 
