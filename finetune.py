@@ -333,9 +333,9 @@ def make_token_batches(words, tags, inputs, settings: FinetuneSettings, max_len:
                              f"first is sentence {first + 1}: {' '.join(words[first])[:60]!r}...); drop --no-truncate "
                              f"to cut them, or split them")
         cut = sum(k - len(p) for k, p in zip(batches.n_words, batches.positions))
+        fate = "are not trained on" if shuffle else "are predicted as the most frequent tag"  # shuffle: training
         print(f"note: {n} of {len(words):,} {what} sentences are longer than {max_len} tokens and were cut (first: "
-              f"sentence {first + 1}); the {cut:,} words past the cut are predicted as the most frequent tag; "
-              f"--no-truncate makes this an error")
+              f"sentence {first + 1}); the {cut:,} words past the cut {fate}; --no-truncate makes this an error")
     return batches
 
 
