@@ -7,6 +7,9 @@
     python finetune.py --init out/imdb-mlm --freeze-backbone --out-dir out/sst2-probe  # linear probe
     python finetune.py --ckpt out/sst2 --predict "a gorgeous, witty film"    # label and probability
     python finetune.py --init out/imdb-mlm --train my.csv --dev my_dev.csv --text-column review --label-column stars
+    python finetune.py --task token --init out/ud-ewt-mlm --data data/ud_ewt --out-dir out/ud-ewt-pos  # POS tagging
+    python finetune.py --task token --init out/ud-ewt-mlm --train ner.txt --dev ner_dev.txt   # word<TAB>BIO-tag lines
+    python finetune.py --ckpt out/ud-ewt-pos --predict "I saw her duck"      # one tag per word
 
 "Pretrain, then fine-tune" (GPT-1: Radford et al. 2018, section 3.2; BERT: Devlin et al. 2019,
 https://arxiv.org/abs/1810.04805, section 4.1): the pretrained backbone is kept, its LM head is dropped, and a
@@ -17,11 +20,18 @@ its state in `loop_state` (Eq. 6.7 warmup + linear decay or Eq. 6.6 cosine -> fo
 micro-batches -> Eq. 6.8 clipping -> AdamW, Eqs. 6.2-6.5 -> evaluation on dev, best checkpoint, early stopping),
 then the report (Eqs. 7.1-7.6, minilm/metrics.py), a confusion-matrix PNG and test-set predictions.
 
+--task token tags every word instead (lectures/11_token_classification.ipynb): the same loop, checkpoints and resume,
+with minilm/tagging.py's batches (a word's tag on one subword piece, Eq. 11.2), a TokenClassifier head (Eq. 11.1),
+word accuracy, a per-tag table and, for BIO tags, entity P/R/F1 (Eqs. 11.3-11.7), beside the most-frequent-tag
+baseline (Eq. 11.8).
+
 Inputs: a masked-LM backbone reads `[cls] text [sep]` and pools the [cls] state (or the mean); a causal backbone reads
 `text <eos>` and pools the last real token, the only one that has seen the whole text.
 Outputs in --out-dir: best.pt (the evaluation --select keeps: the best dev metric, the lowest dev loss, or the last),
 ckpt.pt (latest, for --resume), metrics.jsonl, report.json, confusion_matrix.png, dev_predictions.tsv, and
-predictions.tsv for an unlabelled test split. --train-limit N trains on a stratified random sample of N rows.
+predictions.tsv for an unlabelled test split (--task token: dev_predictions.tsv and test_predictions.tsv as
+`word<TAB>prediction<TAB>tag` lines, the baseline in report.json). --train-limit N trains on a stratified random
+sample of N rows.
 This file prints; the library (minilm/) only returns.
 """
 
@@ -43,14 +53,16 @@ import torch.nn.functional as F
 
 from minilm.checkpoint import (check_compatible, find_checkpoint, load_checkpoint, load_classifier, load_model,
                                prepare_out_dir, read_metrics, save_checkpoint, write_metrics)
-from minilm.classifier import POOLINGS, SequenceClassifier
+from minilm.classifier import POOLINGS, SequenceClassifier, TokenClassifier
 from minilm.cli import OneLineParser, add_dataclass_args, check_flags, dataclass_from_args, run_main, setting
 from minilm.config import ModelConfig
 from minilm.files import atomic_write_text
 from minilm.labelled import ClassificationBatches, read_labelled, stratified_sample
-from minilm.metrics import classification_report, confusion_matrix, format_report
+from minilm.metrics import (classification_report, confusion_matrix, entity_scores, format_report, tag_report,
+                            token_accuracy)
 from minilm.model import CausalLM, MaskedLM
-from minilm.plots import plot_confusion_matrix
+from minilm.plots import plot_confusion_matrix, plot_tag_confusion
+from minilm.tagging import MostFrequentTag, TokenBatches, is_bio, predict_words, read_tagged, word_predictions
 from minilm.tokenizer import GPT2Tokenizer, tokenizer_from_dict
 from minilm.training import (autocast_context, clip_grad_norm, configure_optimizer, format_eta, get_lr,
                              get_lr_linear, make_grad_scaler, maybe_compile, resolve_device, resolve_dtype,
@@ -70,6 +82,8 @@ class FinetuneSettings:
                         "folder with vocab.txt), or scratch (with --like)")
     like: str = setting("", "--init scratch: copy the architecture and tokenizer of this train.py run, not its weights")
     gpt2_ranks: str = setting("", "GPT-2 BPE ranks file for hf-gpt2 (else $MINILM_GPT2_RANKS or data/gpt2/gpt2.tiktoken)")
+    task: str = setting("sequence", "sequence: one label per text; token: one tag per word (.conllu or two-column "
+                        "`word tag` files, e.g. data/ud_ewt)", choices=["sequence", "token"])
     data: str = setting("data/sst2", "prepared labelled dataset folder (meta.json + train/dev/test .tsv)")
     train: str = setting("", "labelled training file (.tsv, .csv or .jsonl); default: from --data")
     dev: str = setting("", "labelled dev file (evaluated during training); default: from --data")
@@ -89,6 +103,9 @@ class FinetuneSettings:
     compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off", choices=["auto", "on", "off"])
     pooling: str = setting("auto", "sentence vector (Eq. 5.4): auto (cls for a masked LM, last for a causal LM), cls, "
                            "mean or last", choices=["auto", *POOLINGS])
+    piece: str = setting("auto", "--task token: the subword piece that carries a word's tag (Eq. 11.2): auto (first "
+                         "for a masked LM, Devlin et al.; last for a causal LM, the piece that has read the word)",
+                         choices=["auto", "first", "last"])
     head_dropout: float = setting(0.1, "dropout before the linear head (BERT: 0.1)")
     freeze_backbone: bool = setting(False, "train the head only (a linear probe); the backbone stays bit-identical")
     max_len: int = setting(0, "longest input in tokens, special tokens included (0 = the model's max_seq_len)")
@@ -110,7 +127,7 @@ class FinetuneSettings:
     grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
     eval_interval: int = setting(500, "evaluate on dev every N optimizer steps (0 = at the end of every epoch only)")
     metric: str = setting("accuracy", "dev metric that picks best.pt and drives early stopping",
-                          choices=["accuracy", "macro_f1"])
+                          choices=["accuracy", "macro_f1", "entity_f1"])
     select: str = setting("metric", "what best.pt is: the evaluation with the best dev --metric (metric), the lowest "
                           "dev loss (loss), or the last one (last: nothing is chosen on dev, so the dev score is "
                           "an honest estimate; dev is then evaluated only every --eval-interval steps and at the end)",
@@ -169,7 +186,14 @@ def check_settings(settings: FinetuneSettings) -> None:
                         "ways to shrink the training set: pass one"),
                        (not (settings.select == "last" and settings.patience),
                         "--patience stops on dev evaluations without a gain, and --select last never looks for one: "
-                        "use --select metric or loss with --patience")])
+                        "use --select metric or loss with --patience"),
+                       (settings.task == "sequence" or not settings.train_limit,
+                        "--train-limit draws a class-stratified sample of sentences: it is for --task sequence"),
+                       (settings.task == "sequence" or settings.pooling == "auto",
+                        "--pooling is for --task sequence: a token classifier reads every position"),
+                       (settings.task == "token" or settings.piece == "auto", "--piece needs --task token"),
+                       (settings.task == "token" or settings.metric != "entity_f1", "--metric entity_f1 needs --task "
+                        "token (and BIO tags)")])
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -330,6 +354,44 @@ def dev_metrics(probs: np.ndarray, y: list[int], names: list[str]) -> dict:
             "loss": float(-np.log(np.clip(p_true, 1e-12, None)).mean()), "report": report}
 
 
+def make_token_batches(words, tags, inputs, settings: FinetuneSettings, max_len: int, shuffle: bool, what: str,
+                       device: str, piece: str, batch_size: int | None = None) -> TokenBatches:
+    """TokenBatches (Eq. 11.2), after reporting (or refusing, with --no-truncate) sentences longer than max_len."""
+    batches = TokenBatches(words, tags, inputs, batch_size or settings.batch_size, max_len, shuffle=shuffle,
+                           seed=settings.seed, piece=piece, device=device, bucket=50 if shuffle else 0)
+    if batches.truncated:
+        first, n = batches.truncated[0], batches.n_truncated
+        if settings.no_truncate:
+            raise ValueError(f"{n} of {len(words)} {what} sentences are longer than max_len={max_len} tokens (the "
+                             f"first is sentence {first + 1}: {' '.join(words[first])[:60]!r}...); drop --no-truncate "
+                             f"to cut them, or split them")
+        cut = sum(k - len(p) for k, p in zip(batches.n_words, batches.positions))
+        fate = "are not trained on" if shuffle else "are predicted as the most frequent tag"  # shuffle: training
+        print(f"note: {n} of {len(words):,} {what} sentences are longer than {max_len} tokens and were cut (first: "
+              f"sentence {first + 1}); the {cut:,} words past the cut {fate}; --no-truncate makes this an error")
+    return batches
+
+
+def score_tags(y, pred, names: list[str]) -> dict:
+    """Word accuracy (Eq. 11.3), the per-tag table (Eqs. 7.3-7.6) and, for BIO tags, entity P/R/F1 (Eqs. 11.5-11.7)."""
+    scores = {"accuracy": token_accuracy(y, pred), "tags": tag_report(y, pred, names)}
+    if is_bio(names):
+        scores["entities"] = entity_scores([[names[t] for t in s] for s in y], [[names[t] for t in s] for s in pred])
+    return scores
+
+
+def tag_metrics(log_probs: list[np.ndarray], y, n_words: list[int], names: list[str], fill: int) -> dict:
+    """Dev scores of a tagger: accuracy, macro F1 over tags, entity F1 (BIO only) and the loss per word read."""
+    pred = word_predictions(log_probs, n_words, fill)
+    scores = score_tags(y, pred, names)
+    nll = np.concatenate([-lp[np.arange(len(lp)), t[: len(lp)]] for lp, t in zip(log_probs, y)])  # (words read,)
+    dev = {"accuracy": scores["accuracy"], "macro_f1": scores["tags"]["macro avg"]["f1-score"],
+           "loss": float(nll.mean()), "scores": scores, "pred": pred}
+    if "entities" in scores:
+        dev["entity_f1"] = scores["entities"]["micro avg"]["f1-score"]
+    return dev
+
+
 # ------------------------------------------------------------------------------------------------------ setup
 @dataclass
 class Run:
@@ -342,13 +404,13 @@ class Run:
     config: ModelConfig
     inputs: object  # what ClassificationBatches encodes with (input_view)
     max_len: int
-    data: dict  # resolve_data(): files, columns, label set
+    data: dict  # resolve_data(): files, columns, label set (+ --task token: dev_words, the baseline)
     names: list[str]  # display names of the labels, in class-id order
     n_train: int  # training rows used
-    dev_y: list[int]
-    train_batches: ClassificationBatches
+    dev_y: list  # labels, or (--task token) tag ids per sentence
+    train_batches: ClassificationBatches  # TokenBatches for --task token
     dev_batches: ClassificationBatches
-    raw_model: SequenceClassifier  # saved and evaluated; the compiled wrapper in `model` only trains
+    raw_model: SequenceClassifier | TokenClassifier  # saved and evaluated; the compiled wrapper in `model` only trains
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -383,24 +445,16 @@ def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
         raise ValueError(f"--max-len {max_len} exceeds the model's context max_seq_len={config.max_seq_len}")
 
     data = resolve_data(settings)
-    text_col, label_col = data["text_column"], data["label_column"]
-    train_texts, train_y, labels = read_labelled(data["files"]["train"], text_col, label_col, data["labels"])
-    names = data["names"] or labels
-    if len(names) != len(labels):
-        raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
-    if settings.max_train_rows:
-        train_texts, train_y = train_texts[:settings.max_train_rows], train_y[:settings.max_train_rows]
-    train_subset = None
-    if settings.train_limit:
-        train_texts, train_y, train_subset = limit_train(train_texts, train_y, settings, names)
-    dev_texts, dev_y, _ = read_labelled(data["files"]["dev"], text_col, label_col, labels)
-    data["labels"] = labels
-    train_batches = make_batches(train_texts, train_y, inputs, settings, max_len, True, "train", device)
-    dev_batches = make_batches(dev_texts, dev_y, inputs, settings, max_len, False, "dev", device,
-                               2 * settings.batch_size)
-
-    model = SequenceClassifier.from_lm(lm, len(labels), None if settings.pooling == "auto" else settings.pooling,
-                                       settings.head_dropout)
+    piece = settings.piece if settings.piece != "auto" else ("last" if config.causal else "first")
+    if settings.task == "token":
+        train_batches, dev_batches, dev_y, names, n_train = tagged_data(settings, data, inputs, max_len, device, piece)
+        model = TokenClassifier.from_lm(lm, len(names), settings.head_dropout)
+    else:
+        train_batches, dev_batches, dev_y, names, n_train = text_data(settings, data, inputs, max_len, device)
+        model = SequenceClassifier.from_lm(lm, len(names), None if settings.pooling == "auto" else settings.pooling,
+                                           settings.head_dropout)
+    labels, text_col, label_col = data["labels"], data["text_column"], data["label_column"]
+    train_subset = data.get("train_subset")  # --train-limit: which rows (sequence task only)
     if settings.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -413,25 +467,64 @@ def setup(settings: FinetuneSettings, preset: str) -> tuple[Run, tuple | None]:
                 "label_names": names, "n_classes": len(labels), "pooling": model.pooling,
                 "head_dropout": settings.head_dropout, "max_len": max_len,
                 "input_format": "text <eos>" if config.causal else "[cls] text [sep]", "init": source,
-                "text_column": text_col, "label_column": label_col, "preset": preset, "train_subset": train_subset,
-                "select": settings.select, "settings": dataclasses.asdict(settings)}
+                "text_column": text_col, "label_column": label_col, "preset": preset, "task": settings.task,
+                "train_subset": train_subset, "select": settings.select, "settings": dataclasses.asdict(settings)}
+    if settings.task == "token":
+        run_meta.update(piece=piece, fill_tag=data["baseline"].overall,
+                        input_format="words <eos>" if config.causal else "[cls] words [sep]")
     run = Run(settings, device, autocast_context(device, dtype), out_dir, source, config, inputs, max_len, data, names,
-              len(train_texts), dev_y, train_batches, dev_batches, raw_model=model, model=model, optimizer=optimizer,
+              n_train, dev_y, train_batches, dev_batches, raw_model=model, model=model, optimizer=optimizer,
               scaler=make_grad_scaler(device, dtype), steps_per_epoch=steps_per_epoch,
               max_steps=min(settings.max_steps or math.inf, settings.epochs * steps_per_epoch), run_meta=run_meta)
     return run, checkpoint
+
+
+def text_data(settings: FinetuneSettings, data: dict, inputs, max_len: int, device: str) -> tuple:
+    """Sentence classification: (train batches, dev batches, dev labels, label names, training rows)."""
+    text_col, label_col = data["text_column"], data["label_column"]
+    train_texts, train_y, labels = read_labelled(data["files"]["train"], text_col, label_col, data["labels"])
+    names = data["names"] or labels
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} label names {names} for {len(labels)} labels {labels}")
+    if settings.max_train_rows:
+        train_texts, train_y = train_texts[:settings.max_train_rows], train_y[:settings.max_train_rows]
+    if settings.train_limit:  # data gains the record of which rows: checkpoints and report.json keep it
+        train_texts, train_y, data["train_subset"] = limit_train(train_texts, train_y, settings, names)
+    dev_texts, dev_y, _ = read_labelled(data["files"]["dev"], text_col, label_col, labels)
+    data["labels"] = labels
+    train_batches = make_batches(train_texts, train_y, inputs, settings, max_len, True, "train", device)
+    dev_batches = make_batches(dev_texts, dev_y, inputs, settings, max_len, False, "dev", device,
+                               2 * settings.batch_size)
+    return train_batches, dev_batches, dev_y, names, len(train_texts)
+
+
+def tagged_data(settings: FinetuneSettings, data: dict, inputs, max_len: int, device: str, piece: str) -> tuple:
+    """Tagging: (train batches, dev batches, dev tag ids, tag names, training sentences); data gains the dev words
+    and the most-frequent-tag baseline (Eq. 11.8), learnt from the training sentences used."""
+    train_words, train_y, labels = read_tagged(data["files"]["train"], data["labels"])
+    if settings.max_train_rows:
+        train_words, train_y = train_words[:settings.max_train_rows], train_y[:settings.max_train_rows]
+    dev_words, dev_y, _ = read_tagged(data["files"]["dev"], labels)
+    if settings.metric == "entity_f1" and not is_bio(labels):
+        raise ValueError(f"--metric entity_f1 needs BIO tags (O, B-TYPE, I-TYPE); the tags are {labels}")
+    data.update(labels=labels, dev_words=dev_words, baseline=MostFrequentTag(train_words, train_y))
+    train_batches = make_token_batches(train_words, train_y, inputs, settings, max_len, True, "train", device, piece)
+    dev_batches = make_token_batches(dev_words, dev_y, inputs, settings, max_len, False, "dev", device, piece,
+                                     2 * settings.batch_size)
+    return train_batches, dev_batches, dev_y, labels, len(train_words)
 
 
 # ------------------------------------------------------------------------------------------------------ checkpoints
 def resume(run: Run, checkpoint: tuple) -> tuple[dict, list[dict]]:
     """(loop_state, metrics records) of the run in --out-dir; weights, optimizer, RNG and data order continue."""
     tensors, meta = checkpoint
-    keys = ["model_config", "labels", "pooling", "max_len"]
+    keys = ["model_config", "labels", "pooling", "max_len", "task"]
     if run.run_meta["train_subset"] or meta.get("train_subset"):  # the same --train-limit rows (older runs: none)
         keys.append("train_subset")
     if "select" in meta:  # best.pt's rule cannot change mid-run (older runs chose by the dev metric)
         keys.append("select")
-    check_compatible(meta, {k: run.run_meta[k] for k in keys})
+    # checkpoints from before --task were all sequence classifiers
+    check_compatible({"task": "sequence", **meta}, {k: run.run_meta[k] for k in keys})
     run.raw_model.load_state_dict(tensors["model"])
     run.optimizer.load_state_dict(tensors["optimizer"])
     run.scaler.load_state_dict(tensors["scaler"])
@@ -465,7 +558,11 @@ def diverged(run: Run, loop_state: dict, what: str) -> ValueError:
 
 def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> bool:
     """Dev metrics, best.pt when they improve, ckpt.pt always; True when early stopping says stop."""
-    dev = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
+    if run.settings.task == "token":
+        dev = tag_metrics(predict_words(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.dev_batches.n_words,
+                          run.names, run.run_meta["fill_tag"])
+    else:
+        dev = dev_metrics(predict_proba(run.raw_model, run.dev_batches, run.ctx), run.dev_y, run.names)
     if not math.isfinite(dev["loss"]):  # never overwrite a good checkpoint with diverged weights
         raise diverged(run, loop_state, f"dev loss is {dev['loss']}")
     score = selection_score(dev, run.settings.select, run.settings.metric, loop_state["step"])
@@ -475,15 +572,18 @@ def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict]) -> 
     else:
         loop_state["bad_evals"] += 1
     step = loop_state["step"]
+    entity = {"entity_f1": dev["entity_f1"]} if "entity_f1" in dev else {}  # BIO tags only
     records.append({"step": step, "epoch": run.train_batches.epoch, "dev_loss": dev["loss"],
-                    "dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"]})
+                    "dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"],
+                    **{f"dev_{k}": v for k, v in entity.items()}})
     gain = (("kept (--select last)" if run.settings.select == "last" else "best so far") if improved
             else f"no gain for {loop_state['bad_evals']} eval(s)")
+    entity_text = f" | entity F1 {dev['entity_f1']:.4f}" if entity else ""
     print(f"step {step:>5} | dev loss {dev['loss']:.4f} | accuracy {dev['accuracy']:.4f} | macro F1 "
-          f"{dev['macro_f1']:.4f} | {gain}")
+          f"{dev['macro_f1']:.4f}{entity_text} | {gain}")
     if improved:
         save(run, run.out_dir / "best.pt", loop_state, False,
-             {"dev": {k: dev[k] for k in ("accuracy", "macro_f1", "loss")}})
+             {"dev": {k: dev[k] for k in ("accuracy", "macro_f1", "loss", *entity)}})
     write_metrics(run.out_dir, records)  # before ckpt.pt: a crash between the two then loses no records on --resume
     save(run, run.out_dir / "ckpt.pt", loop_state, True, {})
     loop_state["last_saved"] = step
@@ -519,7 +619,9 @@ def finetune(settings: FinetuneSettings, preset: str) -> int:
     warmup_steps, max_steps = int(settings.warmup * run.max_steps), run.max_steps
     schedule = get_lr_linear if settings.schedule == "linear" else get_lr  # Eq. 6.7 / Eq. 6.6
     n_train_params = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
-    print(f"{run.source} | {run.run_meta['backbone_kind']} backbone, pooling {raw_model.pooling}, {len(run.names)} "
+    reads = (f"each word's tag on its {run.run_meta['piece']} piece" if settings.task == "token"
+             else f"pooling {raw_model.pooling}")
+    print(f"{run.source} | {run.run_meta['backbone_kind']} backbone, {reads}, {len(run.names)} "
           f"classes {run.names} | {n_train_params / 1e6:.2f}M trainable parameters"
           f"{' (backbone frozen)' if settings.freeze_backbone else ''} | {run.device}, "
           f"{str(resolve_dtype(settings.dtype, run.device)).split('.')[1]} | {run.n_train:,} train / "
@@ -582,6 +684,8 @@ def finetune(settings: FinetuneSettings, preset: str) -> int:
 
 def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> None:
     """best.pt on dev (and test): report.json, a confusion-matrix PNG, dev and test predictions."""
+    if run.settings.task == "token":
+        return report_tags(run, loop_state, train_time, t_begin)
     settings, out_dir, names, data = run.settings, run.out_dir, run.names, run.data
     model, _, best_meta = load_classifier(out_dir / "best.pt", run.device, settings.gpt2_ranks or None)
     dev_probs = predict_proba(model, run.dev_batches, run.ctx)
@@ -616,6 +720,51 @@ def report(run: Run, loop_state: dict, train_time: float, t_begin: float) -> Non
           f"{out_dir}/report.json, confusion_matrix.png, best.pt")
 
 
+def report_tags(run: Run, loop_state: dict, train_time: float, t_begin: float) -> None:
+    """--task token: best.pt on dev (and a test file) beside the most-frequent-tag baseline (Eq. 11.8): report.json,
+    a tag-confusion PNG, and `word<TAB>prediction<TAB>tag` files for dev and test (a blank line between sentences)."""
+    settings, out_dir, names, data, piece = run.settings, run.out_dir, run.names, run.data, run.run_meta["piece"]
+    model, _, best_meta = load_classifier(out_dir / "best.pt", run.device, settings.gpt2_ranks or None)
+    splits = {"dev": (data["dev_words"], run.dev_y, run.dev_batches)}
+    if "test" in data["files"]:
+        test_words, test_y, _ = read_tagged(data["files"]["test"], names)
+        splits["test"] = (test_words, test_y, make_token_batches(test_words, test_y, run.inputs, settings, run.max_len,
+                                                                 False, "test", run.device, piece,
+                                                                 2 * settings.batch_size))
+    summary = {"task": "token", "best_step": best_meta["step"], "metric": settings.metric, "init": run.source,
+               "backbone_kind": run.run_meta["backbone_kind"], "piece": piece, "train_sentences": run.n_train,
+               "steps": loop_state["step"], "train_time_s": train_time}
+    print(f"\nbest checkpoint: step {best_meta['step']} (dev {settings.metric} {loop_state['best']:.4f})")
+    for split, (words, y, batches) in splits.items():
+        pred = word_predictions(predict_words(model, batches, run.ctx), batches.n_words, run.run_meta["fill_tag"])
+        summary[split] = score_tags(y, pred, names)
+        summary[f"{split}_baseline"] = baseline = score_tags(y, data["baseline"].predict(words), names)
+        line = (f"{split}: word accuracy {summary[split]['accuracy']:.4f} | most-frequent-tag baseline "
+                f"{baseline['accuracy']:.4f}")
+        if "entities" in baseline:
+            ent, base_ent = summary[split]["entities"]["micro avg"], baseline["entities"]["micro avg"]
+            line += (f" | entities (exact spans) P {ent['precision']:.4f} R {ent['recall']:.4f} F1 "
+                     f"{ent['f1-score']:.4f}, baseline F1 {base_ent['f1-score']:.4f}")
+        print(line + f"\n{split} per-tag report:\n" + format_report(summary[split]["tags"], digits=4))
+        write_tagged(out_dir / f"{split}_predictions.tsv", words, pred, y, names)
+        if split == "dev":
+            flat_y, flat_pred = [t for s in y for t in s], [t for s in pred for t in s]
+            plot_tag_confusion(confusion_matrix(flat_y, flat_pred, len(names)), names, out_dir / "confusion_matrix.png",
+                               title="dev tag confusion (rows: true tag, % of the row)")
+    summary["total_time_s"] = time.time() - t_begin
+    atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
+    print(f"done in {format_eta(time.time() - t_begin)} (training {format_eta(train_time)}): dev word accuracy "
+          f"{summary['dev']['accuracy']:.4f}; {out_dir}/report.json, confusion_matrix.png, best.pt")
+
+
+def write_tagged(path: Path, words, pred, y, names: list[str]) -> None:
+    """`word<TAB>prediction<TAB>tag` per word (no tag column when y is None), a blank line between sentences."""
+    blocks = ["\n".join(f"{w}\t{names[p]}" + (f"\t{names[y[n][i]]}" if y is not None else "")
+                        for i, (w, p) in enumerate(zip(sentence, pred[n])))
+              for n, sentence in enumerate(words)]
+    atomic_write_text(path, "\n\n".join(blocks) + "\n")
+
+
 def write_predictions(path: Path, probs: np.ndarray, names: list[str], y=None) -> None:
     """TSV: index, predicted label, its probability (+ the true label when known)."""
     pred = probs.argmax(axis=1)
@@ -648,6 +797,8 @@ def predict(settings: FinetuneSettings) -> int:
     if meta["max_len"] > model.config.max_seq_len:
         raise ValueError(f"{settings.ckpt}: max_len {meta['max_len']} exceeds the model's context "
                          f"max_seq_len={model.config.max_seq_len}; the checkpoint is damaged")
+    if meta.get("task") == "token":
+        return print_tags(texts, model, tokenizer, meta, settings, device)
     batches = make_batches(texts, None, input_view(tokenizer, model.config.causal), settings, meta["max_len"], False,
                            "input", device)
     probs = predict_proba(model, batches, autocast_context(device, resolve_dtype(settings.dtype, device)))
@@ -655,6 +806,19 @@ def predict(settings: FinetuneSettings) -> int:
     for text, p in zip(texts, probs):
         k = int(p.argmax())
         print(f"{names[k]}\t{p[k]:.4f}\t{text}")
+    return 0
+
+
+def print_tags(texts: list[str], model, tokenizer, meta: dict, settings: FinetuneSettings, device: str) -> int:
+    """--task token checkpoints: `word<TAB>tag` for each whitespace-separated word, a blank line between sentences."""
+    words = [text.split() for text in texts]
+    batches = make_token_batches(words, None, input_view(tokenizer, model.config.causal), settings, meta["max_len"],
+                                 False, "input", device, meta["piece"])
+    log_probs = predict_words(model, batches, autocast_context(device, resolve_dtype(settings.dtype, device)))
+    pred = word_predictions(log_probs, batches.n_words, meta["fill_tag"])
+    names = meta["label_names"]
+    print("\n\n".join("\n".join(f"{w}\t{names[t]}" for w, t in zip(sentence, tags))
+                      for sentence, tags in zip(words, pred)))
     return 0
 
 

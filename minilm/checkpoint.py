@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from minilm import files
-from minilm.classifier import SequenceClassifier
+from minilm.classifier import SequenceClassifier, TokenClassifier
 from minilm.config import ModelConfig
 from minilm.model import CausalLM, MaskedLM, Transformer
 from minilm.rnn import RNNLM
@@ -199,8 +199,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu", gpt2_ranks_path: str | os.PathLike | None = None):
-    """(SequenceClassifier, tokenizer, meta) from a finetune.py checkpoint (a file, or a run directory: best.pt
-    first). meta holds label_names, pooling, max_len and input_format ("[cls] text [sep]" or "text <eos>")."""
+    """(SequenceClassifier or TokenClassifier, tokenizer, meta) from a finetune.py checkpoint (a file, or a run
+    directory: best.pt first). meta holds label_names, pooling, max_len and input_format ("[cls] text [sep]" or
+    "text <eos>"); a --task token checkpoint also holds task, piece and fill_tag."""
     file = find_checkpoint(path)
     tensors, meta = load_checkpoint(file, map_location=device)
     needed = ("model_config", "tokenizer", "n_classes", "pooling", "label_names")
@@ -208,7 +209,10 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu", gpt2_ranks_pat
         raise ValueError(f"{file} is a minilm checkpoint of kind {meta.get('kind')!r}, not a classifier written by "
                          f"finetune.py: fine-tune it first (python finetune.py --init {path})")
     backbone = Transformer(ModelConfig.from_dict(meta["model_config"]))
-    model = SequenceClassifier(backbone, meta["n_classes"], meta["pooling"], meta.get("head_dropout", 0.1))
+    if meta.get("task", "sequence") == "token":  # finetune.py --task token: a tag per word (meta["piece"])
+        model = TokenClassifier(backbone, meta["n_classes"], meta.get("head_dropout", 0.1))
+    else:
+        model = SequenceClassifier(backbone, meta["n_classes"], meta["pooling"], meta.get("head_dropout", 0.1))
     try:
         model.load_state_dict(tensors["model"])
     except RuntimeError as e:

@@ -9,6 +9,11 @@ et al. 2019, https://arxiv.org/abs/1810.04805, section 4.1). One vector must sum
          BERT checkpoint saved with them, minilm/pretrained.py); Devlin et al. fine-tune on top of it.
 Then logits = W dropout(pooled) + b and a cross-entropy loss (Eq. 5.5).
 
+Token classification (tagging) skips the pooling: TokenClassifier puts the same dropout + linear head on every
+position's hidden state (Eq. 11.1) and averages the cross-entropy over the positions whose label is not IGNORE_INDEX,
+one per word (Eq. 11.2; Devlin et al. 2019, section 5.3; the alignment is minilm/tagging.py). A causal backbone
+works too, but position t sees only tokens <= t: no right context (lectures/11_token_classification.ipynb).
+
 Padding never changes a prediction: pad keys are masked in attention (bidirectional), can only be seen by later pad
 positions (causal, right padding), and are excluded from the pooling. Read beside lectures/05_model.ipynb and
 lectures/07_finetuning.ipynb.
@@ -20,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import IGNORE_INDEX
 from .model import Transformer
 
 POOLINGS = ("cls", "mean", "last", "pooler")
@@ -88,4 +94,45 @@ class SequenceClassifier(nn.Module):
             pooled = pool(h, attention_mask, self.pooling)  # Eq. 5.4: (B, D)
         logits = self.head(self.dropout(pooled))  # Eq. 5.5: (B, n_classes)
         loss = None if labels is None else F.cross_entropy(logits.float(), labels)
+        return logits, loss
+
+
+class TokenClassifier(nn.Module):
+    """`forward(idx, attention_mask=None, labels=None) -> (logits (B, T, n_classes), loss)`; labels (B, T) hold a tag
+    id on each word's labelled piece and IGNORE_INDEX elsewhere (minilm.tagging.align_labels)."""
+
+    pooling = "none"  # every position is read: nothing is pooled (recorded in checkpoints beside Eq. 5.4's choices)
+
+    def __init__(self, backbone: Transformer, n_classes: int, dropout: float = 0.1):
+        super().__init__()
+        if not isinstance(backbone, Transformer):
+            raise TypeError(f"TokenClassifier takes a Transformer backbone, got a {type(backbone).__name__}: "
+                            f"for a whole language model use TokenClassifier.from_lm(lm, n_classes)")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.config = backbone.config
+        self.backbone = backbone
+        self.n_classes = n_classes
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.config.d_model, n_classes)
+        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.6)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_lm(cls, lm: nn.Module, n_classes: int, dropout: float = 0.1) -> "TokenClassifier":
+        """Reuse a trained CausalLM's or MaskedLM's backbone; its LM head is dropped."""
+        return cls(lm.backbone, n_classes, dropout)
+
+    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        B, T = idx.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(idx)  # (B, T): no padding
+        key_mask = None if self.config.causal else attention_mask  # causal: pads come after every real token
+        h = self.backbone(idx, key_mask)  # (B, T, D)
+        logits = self.head(self.dropout(h))  # Eq. 11.1: W h_t + b at every position, (B, T, n_classes)
+        loss = None
+        if labels is not None:  # Eq. 11.2: mean cross-entropy over the labelled pieces, one per word
+            loss = F.cross_entropy(logits.float().view(B * T, self.n_classes), labels.view(B * T),
+                                   ignore_index=IGNORE_INDEX)
         return logits, loss

@@ -6,6 +6,8 @@ bootstrap (Efron & Tibshirani 1993, ch. 16; Berg-Kirkpatrick et al. 2012, https:
 Definitions follow Manning, Raghavan & Schuetze, Introduction to Information Retrieval (2008), section 8.3, and
 scikit-learn's documentation (https://scikit-learn.org/stable/modules/model_evaluation.html#precision-recall-f-measure-metrics);
 scikit-learn and SciPy are the oracles in tests/test_metrics.py. Explained in lectures/07_finetuning.ipynb.
+Tagging adds word-level accuracy and exact-match entity spans (lectures/11_token_classification.ipynb), checked
+against seqeval.
 Left out on purpose: multi-label metrics, micro averages other than accuracy, sample weights, ROC / PR curves.
 Classes are the integers 0 .. n_classes-1; a class absent from both y_true and y_pred still gets a row.
 """
@@ -162,3 +164,80 @@ def paired_bootstrap(y_true, pred_a, pred_b, n_resamples: int = 10_000, seed: in
     low, high = np.percentile(resampled, [2.5, 97.5])
     p_value = float(np.mean(np.abs(resampled - diff) >= abs(diff) - 1e-12))
     return {"diff": diff, "ci_low": float(low), "ci_high": float(high), "p_value": p_value}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tagging (lectures/11_token_classification.ipynb): one label per word. Word-level scores pool every word of every
+# sentence; entity-level scores compare spans, so a name tagged half right counts as wrong (Tjong Kim Sang & De
+# Meulder 2003, https://aclanthology.org/W03-0419/, section 4; conlleval, and seqeval's default mode, score this way).
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _flat_tags(true_seqs, pred_seqs) -> tuple[list, list]:
+    if len(true_seqs) != len(pred_seqs):
+        raise ValueError(f"{len(true_seqs)} true and {len(pred_seqs)} predicted sentences")
+    for n, (t, p) in enumerate(zip(true_seqs, pred_seqs)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {n}: {len(t)} true tags but {len(p)} predicted")
+    return [y for t in true_seqs for y in t], [y for p in pred_seqs for y in p]
+
+
+def token_accuracy(true_seqs, pred_seqs) -> float:
+    """Eq. 11.3: acc = sum_s sum_i 1[y^_si = y_si] / sum_s n_s: every word counts once, long sentences weigh more.
+    Tags may be ids or strings."""
+    y_true, y_pred = _flat_tags(true_seqs, pred_seqs)
+    if not y_true:
+        raise ValueError("no words: the sentences are empty")
+    return sum(t == p for t, p in zip(y_true, y_pred)) / len(y_true)  # Eq. 11.3
+
+
+def tag_report(true_seqs, pred_seqs, label_names: Sequence[str]) -> dict:
+    """classification_report (Eqs. 7.3-7.6) over all words: per-tag precision / recall / F1 as scikit-learn gives
+    them on the flattened tags; tag ids index label_names."""
+    y_true, y_pred = _flat_tags(true_seqs, pred_seqs)
+    return classification_report(y_true, y_pred, label_names)
+
+
+def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Eq. 11.4: the entities of one BIO (IOB2) sentence as (type, start, end), end exclusive, left to right.
+
+    A span starts at `B-X`, runs over the `I-X` that follow and ends before `O`, a `B-` or a tag of another type.
+    Broken BIO is read as seqeval's default mode (and conlleval) read it: an `I-X` that does not continue an X span
+    starts one. ["B-PER", "I-PER", "O", "I-LOC", "I-ORG"] -> [("PER", 0, 2), ("LOC", 3, 4), ("ORG", 4, 5)].
+    """
+    spans, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):  # a final O closes the last span
+        prefix, typ = ("O", None) if tag == "O" else (tag[:2], tag[2:])
+        if prefix not in ("O", "B-", "I-") or (prefix != "O" and not typ):
+            raise ValueError(f"tag {tag!r} at position {i} is not BIO: expected O, B-TYPE or I-TYPE")
+        if start is not None and (prefix != "I-" or typ != kind):  # O, B- or a new type ends the open span
+            spans.append((kind, start, i))
+            start = None
+        if prefix == "B-" or (prefix == "I-" and start is None):  # B-, or an I- that continues nothing
+            start, kind = i, typ
+    return spans
+
+
+def entity_scores(true_seqs, pred_seqs) -> dict:
+    """Exact-match span scores, per entity type and pooled ("micro avg"), as seqeval's classification_report in its
+    default mode: {type: {"precision", "recall", "f1-score", "support"}, ..., "micro avg": {...}}. Tags are strings.
+
+    With S the set of gold spans (sentence, type, start, end) and S^ the predicted ones (Eq. 11.4):
+    Eq. 11.5: P = |S^ n S| / |S^|     Eq. 11.6: R = |S^ n S| / |S|     Eq. 11.7: F1 = 2 P R / (P + R)
+    A span counts only if type, start and end all match; 0 wherever a denominator is 0 (seqeval's zero_division).
+    """
+    _flat_tags(true_seqs, pred_seqs)  # same sentence count and lengths
+    gold = {(n, *s) for n, tags in enumerate(true_seqs) for s in entity_spans(tags)}
+    pred = {(n, *s) for n, tags in enumerate(pred_seqs) for s in entity_spans(tags)}
+
+    def scores(g: set, p: set) -> dict:
+        tp = len(g & p)
+        precision, recall = float(_safe_divide(tp, len(p))), float(_safe_divide(tp, len(g)))  # Eqs. 11.5, 11.6
+        f1 = float(_safe_divide(2 * precision * recall, precision + recall))  # Eq. 11.7
+        return {"precision": precision, "recall": recall, "f1-score": f1, "support": len(g)}
+
+    report = {}
+    for typ in sorted({s[1] for s in gold | pred}):
+        report[typ] = scores({s for s in gold if s[1] == typ}, {s for s in pred if s[1] == typ})
+    report["micro avg"] = scores(gold, pred)
+    return report

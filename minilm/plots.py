@@ -1,5 +1,6 @@
 """Matplotlib figures for the lectures and the scripts: loss curves, the LR schedule, attention maps, a confusion
-matrix, a pretrained-vs-scratch comparison and learning curves (score against the number of labelled examples).
+matrix (and one for many tags), a pretrained-vs-scratch comparison and learning curves (score against the
+number of labelled examples).
 
 Every function builds a matplotlib.figure.Figure directly (no pyplot), so nothing leaks into pyplot's global list
 of open figures, the library never picks a backend, and it works headless (PNG rendering goes through Agg). A
@@ -182,4 +183,29 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], pa
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    return _finish(fig, path)
+
+
+def plot_tag_confusion(cm, tag_names: Sequence[str], path: str | os.PathLike | None = None,
+                       title: str = "tag confusion (rows: true tag, normalised)") -> Figure:
+    """Row-normalised confusion over many tags (UPOS has 17): colour is the rate, only cells >= 1% are written, as
+    percentages, so the off-diagonal mistakes (NOUN -> PROPN, ADP -> SCONJ) stand out."""
+    cm = np.asarray(cm)
+    K = len(tag_names)
+    if cm.shape != (K, K):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {K} tag names")
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # (K, K): each true tag's row sums to 1
+    size = min(12.0, 2.0 + 0.45 * K)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.add_subplot()
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(K), list(tag_names), rotation=90, fontsize=8)
+    ax.set_yticks(range(K), list(tag_names), fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i, j in zip(*np.nonzero(rates >= 0.01)):
+        ax.text(j, i, f"{100 * rates[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return _finish(fig, path)

@@ -22,6 +22,8 @@ _CONFIG = ModelConfig(vocab_size=11, max_seq_len=8, d_model=16, n_heads=2, n_lay
 
 # A valid call of each exercise: the reference must answer it, and the stub must raise NotImplementedError.
 SAMPLE_CALLS = {
+    "tagging.py::align_labels": lambda f: f([[5], [7, 8]], [0, 1]),
+    "metrics.py::entity_spans": lambda f: f(["B-PER", "I-PER", "O"]),
     "bpe.py::get_pair_counts": lambda f: f([1, 2, 3]),
     "bpe.py::merge": lambda f: f([1, 2, 3], (1, 2), 4),
     "wordpiece.py::wordpiece_word": lambda f: f("unaffable", {"un", "##aff", "##able"}),

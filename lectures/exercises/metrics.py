@@ -1,10 +1,11 @@
-"""Exercise for lectures/07_finetuning.ipynb: per-class precision, recall and F1 of a classifier.
+"""Exercises for lectures/07_finetuning.ipynb and lectures/11_token_classification.ipynb: per-class precision, recall
+and F1 of a classifier; the entity spans of a BIO-tagged sentence.
 
 Write the body; keep the signature as it is (a test compares it with minilm/metrics.py). Check your work:
 
     pytest tests/exercises/test_metrics_exercises.py --impl=exercises     # or: python -m minilm.grade
 
-The test compares with scikit-learn's precision_recall_fscore_support.
+The tests compare with scikit-learn's precision_recall_fscore_support, and with seqeval and hand-worked cases.
 """
 
 from __future__ import annotations
@@ -27,3 +28,20 @@ def precision_recall_f1(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.
     row sums = TP + FN. np.divide(a, b, out=np.zeros(K), where=b > 0) avoids dividing by zero.
     """
     raise NotImplementedError("exercise metrics.py::precision_recall_f1 is not attempted yet")
+
+
+def entity_spans(tags) -> list[tuple[str, int, int]]:
+    """Exercise metrics.py::entity_spans (Eq. 11.4): the entities of one BIO-tagged sentence.
+
+    tags: a list of strings, each "O", "B-TYPE" or "I-TYPE". Return a list of (type, start, end) tuples, end
+    exclusive, in left-to-right order. A span starts at "B-X", runs over the "I-X" that follow it and ends before an
+    "O", a "B-" tag, or a tag of another type. Broken BIO is read as seqeval (and the CoNLL script conlleval) read it
+    by default: an "I-X" that does not continue an X span starts a new one.
+        ["B-PER", "I-PER", "O", "B-LOC"]            -> [("PER", 0, 2), ("LOC", 3, 4)]
+        ["I-PER", "B-PER", "I-LOC", "I-LOC", "O"]   -> [("PER", 0, 1), ("PER", 1, 2), ("LOC", 2, 4)]
+    Raise ValueError for a tag that is not O, B-TYPE or I-TYPE.
+
+    Hints: walk the tags with one open span (its start and type, or None); append ["O"] to the tags so the last
+    span closes itself. At each tag, first decide whether the open span ends, then whether a new one starts.
+    """
+    raise NotImplementedError("exercise metrics.py::entity_spans is not attempted yet")

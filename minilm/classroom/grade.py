@@ -87,6 +87,8 @@ EXERCISES = (
     Exercise("attention.py", "apply_rope", "09_modern_blocks", "Eq. 9.5-9.6"),
     Exercise("attention.py", "repeat_kv", "09_modern_blocks", "Eq. 9.8"),
     Exercise("optim.py", "adamw_step", "09_modern_blocks", "Eq. 6.2-6.5"),
+    Exercise("tagging.py", "align_labels", "11_token_classification", "Eq. 11.2"),
+    Exercise("metrics.py", "entity_spans", "11_token_classification", "Eq. 11.4"),
 )
 BY_KEY = {ex.key: ex for ex in EXERCISES}
 

@@ -1,0 +1,58 @@
+"""bench/ud_ewt_pos.py: the JSON lecture 11 reads, from finished runs (accuracies, per-tag F1, McNemar on test words)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import ud_ewt_pos  # noqa: E402
+from minilm.metrics import mcnemar_test, tag_report, token_accuracy  # noqa: E402
+
+TAGS = ["NOUN", "VERB", "X"]
+
+
+def _scores(y, pred) -> dict:
+    return {"accuracy": token_accuracy(y, pred), "tags": tag_report(y, pred, TAGS)}
+
+
+def _run(directory: Path, gold: list[list[int]], pred: list[list[int]], baseline: list[list[int]]) -> Path:
+    """A finished finetune.py --task token run as the bench reads it: report.json and test_predictions.tsv."""
+    directory.mkdir(parents=True)
+    report = {"best_step": 7, **{f"{split}{kind}": _scores(gold, p) for split in ("dev", "test")
+                                 for kind, p in (("", pred), ("_baseline", baseline))}}
+    (directory / "report.json").write_text(json.dumps(report))
+    blocks = ["\n".join(f"w\t{TAGS[p]}\t{TAGS[y]}" for y, p in zip(ys, ps)) for ys, ps in zip(gold, pred)]
+    (directory / "test_predictions.tsv").write_text("\n\n".join(blocks) + "\n")
+    return directory
+
+
+def test_report_writes_accuracies_tags_and_the_paired_test(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    gold = [rng.integers(0, 2, 8).tolist() for _ in range(30)]  # X never occurs in gold, but is predicted below
+    noisy = lambda acc: [[t if rng.random() < acc else 2 for t in s] for s in gold]  # noqa: E731
+    baseline, good, bad = noisy(0.6), noisy(0.9), noisy(0.7)
+    monkeypatch.setattr(ud_ewt_pos, "ROOT", tmp_path)
+    runs = {"pretrained": "ud-pos", "scratch": "ud-pos-scratch"}
+    _run(tmp_path / runs["pretrained"], gold, good, baseline)
+    _run(tmp_path / runs["scratch"], gold, bad, baseline)
+    (tmp_path / "ud-mlm").mkdir()
+    (tmp_path / "ud-mlm" / "metrics.jsonl").write_text('{"step": 1, "val_loss": 3.5}\n{"step": 2, "loss": 3.0}\n')
+    args = argparse.Namespace(out="ud", causal=False, pretrain_args="", finetune_args="", json="r.json")
+    ud_ewt_pos.report(args, runs, ["--a"], ["--b"], {"pretrain": 1.0}, (1.0, 1.0, 1.0),
+                      {"recipe_wall_s": 2.0, "load_after_recipe": (1.0, 1.0, 1.0)})
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["accuracy"]["test"] == pytest.approx({"baseline": token_accuracy(gold, baseline),
+                                                         "pretrained": token_accuracy(gold, good),
+                                                         "scratch": token_accuracy(gold, bad)})
+    assert results["pretrain_val_loss"] == {"mlm": 3.5} and results["best_step"]["scratch"] == 7
+    assert sorted(results["test_tags"]) == TAGS and results["test_tags"]["X"]["support"] == 0
+    flat = lambda seqs: [t for s in seqs for t in s]  # noqa: E731
+    assert results["paired"]["pretrained vs scratch"] == mcnemar_test(flat(gold), flat(good), flat(bad))
