@@ -45,6 +45,17 @@ def pool(h: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.T
     raise AssertionError(f"pooling must be one of {POOLINGS}, got {pooling!r}")  # SequenceClassifier checked it
 
 
+def linear_head(d_model: int, n_classes: int) -> nn.Linear:
+    """The classification layer both heads end in (Eqs. 5.5 and 11.1): d_model -> n_classes, initialised at the
+    backbone's scale (Eq. 5.6) with zero bias, so at step 0 every class is about equally likely."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    head = nn.Linear(d_model, n_classes)
+    nn.init.normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 class SequenceClassifier(nn.Module):
     """`forward(idx, attention_mask=None, labels=None) -> (logits (B, n_classes), loss)`."""
 
@@ -64,16 +75,12 @@ class SequenceClassifier(nn.Module):
             raise ValueError("pooling='pooler' needs a backbone with BERT's pooler weights (a Hugging Face BERT "
                              "checkpoint that has pooler.dense, e.g. bert-base-uncased; BertForMaskedLM saves none): "
                              "use pooling='cls'")
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.config = backbone.config
         self.backbone = backbone
         self.pooling = pooling
         self.n_classes = n_classes
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.config.d_model, n_classes)
-        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.6)
-        nn.init.zeros_(self.head.bias)
+        self.head = linear_head(backbone.config.d_model, n_classes)
 
     @classmethod
     def from_lm(cls, lm: nn.Module, n_classes: int, pooling: str | None = None,
@@ -108,15 +115,11 @@ class TokenClassifier(nn.Module):
         if not isinstance(backbone, Transformer):
             raise TypeError(f"TokenClassifier takes a Transformer backbone, got a {type(backbone).__name__}: "
                             f"for a whole language model use TokenClassifier.from_lm(lm, n_classes)")
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.config = backbone.config
         self.backbone = backbone
         self.n_classes = n_classes
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.config.d_model, n_classes)
-        nn.init.normal_(self.head.weight, std=0.02)  # same scale as the backbone's init (Eq. 5.6)
-        nn.init.zeros_(self.head.bias)
+        self.head = linear_head(backbone.config.d_model, n_classes)
 
     @classmethod
     def from_lm(cls, lm: nn.Module, n_classes: int, dropout: float = 0.1) -> "TokenClassifier":
