@@ -386,7 +386,7 @@ def tag_metrics(log_probs: list[np.ndarray], y, n_words: list[int], names: list[
     scores = score_tags(y, pred, names)
     nll = np.concatenate([-lp[np.arange(len(lp)), t[: len(lp)]] for lp, t in zip(log_probs, y)])  # (words read,)
     dev = {"accuracy": scores["accuracy"], "macro_f1": scores["tags"]["macro avg"]["f1-score"],
-           "loss": float(nll.mean()), "scores": scores, "pred": pred}
+           "loss": float(nll.mean())}
     if "entities" in scores:
         dev["entity_f1"] = scores["entities"]["micro avg"]["f1-score"]
     return dev
@@ -734,7 +734,8 @@ def report_tags(run: Run, loop_state: dict, train_time: float, t_begin: float) -
     summary = {"task": "token", "best_step": best_meta["step"], "metric": settings.metric, "init": run.source,
                "backbone_kind": run.run_meta["backbone_kind"], "piece": piece, "train_sentences": run.n_train,
                "steps": loop_state["step"], "train_time_s": train_time}
-    print(f"\nbest checkpoint: step {best_meta['step']} (dev {settings.metric} {loop_state['best']:.4f})")
+    print(f"\nbest.pt (--select {settings.select}): step {best_meta['step']} (dev {settings.metric} "
+          f"{best_meta['dev'][settings.metric]:.4f}, loss {best_meta['dev']['loss']:.4f})")
     for split, (words, y, batches) in splits.items():
         pred = word_predictions(predict_words(model, batches, run.ctx), batches.n_words, run.run_meta["fill_tag"])
         summary[split] = score_tags(y, pred, names)
@@ -757,12 +758,15 @@ def report_tags(run: Run, loop_state: dict, train_time: float, t_begin: float) -
           f"{summary['dev']['accuracy']:.4f}; {out_dir}/report.json, confusion_matrix.png, best.pt")
 
 
-def write_tagged(path: Path, words, pred, y, names: list[str]) -> None:
+def format_tagged(words, pred, y, names: list[str]) -> str:
     """`word<TAB>prediction<TAB>tag` per word (no tag column when y is None), a blank line between sentences."""
-    blocks = ["\n".join(f"{w}\t{names[p]}" + (f"\t{names[y[n][i]]}" if y is not None else "")
-                        for i, (w, p) in enumerate(zip(sentence, pred[n])))
-              for n, sentence in enumerate(words)]
-    atomic_write_text(path, "\n\n".join(blocks) + "\n")
+    return "\n\n".join("\n".join(f"{w}\t{names[p]}" + (f"\t{names[y[n][i]]}" if y is not None else "")
+                                  for i, (w, p) in enumerate(zip(sentence, pred[n])))
+                        for n, sentence in enumerate(words))
+
+
+def write_tagged(path: Path, words, pred, y, names: list[str]) -> None:
+    atomic_write_text(path, format_tagged(words, pred, y, names) + "\n")
 
 
 def write_predictions(path: Path, probs: np.ndarray, names: list[str], y=None) -> None:
@@ -816,9 +820,7 @@ def print_tags(texts: list[str], model, tokenizer, meta: dict, settings: Finetun
                                  False, "input", device, meta["piece"])
     log_probs = predict_words(model, batches, autocast_context(device, resolve_dtype(settings.dtype, device)))
     pred = word_predictions(log_probs, batches.n_words, meta["fill_tag"])
-    names = meta["label_names"]
-    print("\n\n".join("\n".join(f"{w}\t{names[t]}" for w, t in zip(sentence, tags))
-                      for sentence, tags in zip(words, pred)))
+    print(format_tagged(words, pred, None, meta["label_names"]))
     return 0
 
 
