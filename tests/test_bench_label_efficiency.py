@@ -141,5 +141,9 @@ def test_bench_subprocess_run_and_bad_input(task, capsys):
     assert "done in" in log  # finetune.py's last line: the run finished
     assert label_efficiency.main(_args(task, "--arms", "clm", "--clm", str(task / "nowhere"))) == 1
     assert "not found" in capsys.readouterr().err
+    assert label_efficiency.main(_args(task, "--arms", "mlm-50k", "--mlm-50k", str(task / "elsewhere"))) == 1
+    assert "elsewhere" in capsys.readouterr().err  # each arm starts from its own pretraining run
+    assert label_efficiency.main(_args(task, "--arms", "mlm-50k", "--mlm-50k", str(task / "mlm"), "--dry-run")) == 0
+    assert f"--init {task / 'mlm'} --pooling mean" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         label_efficiency.main(_args(task, "--arms", "gpt5"))

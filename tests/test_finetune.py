@@ -249,7 +249,7 @@ def test_train_limit_is_a_stratified_seeded_sample_and_resume_keeps_it(workdir, 
     counts = list(record["class_counts"].values())
     assert sum(counts) == 50 and all(abs(c - s) < 1 for c, s in zip(counts, share))  # proportional, rounded
     report = json.loads((tmp_path / "a" / "report.json").read_text())
-    assert report["train_rows"] == 50 and report["train_subset"] == record and report["select"] == "metric"
+    assert report["train_rows"] == 50 and report["train_subset"] == record and report["select"] == "last"
     assert _run(workdir, tmp_path / "b", *args) == 0
     assert _run(workdir, tmp_path / "c", *args, "--seed", "7") == 0
     assert _train_rows(tmp_path / "b") == record  # same seed, same rows
