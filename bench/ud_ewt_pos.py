@@ -3,6 +3,7 @@ sentences' text (no tags), fine-tuning, the same model from scratch, and (with -
 
     python bench/ud_ewt_pos.py --source PATH/TO/ud_ewt --json lectures/results/ud_ewt_pos.json
     python bench/ud_ewt_pos.py --source PATH/TO/ud_ewt --causal          # also what a causal backbone costs
+    python bench/ud_ewt_pos.py --source PATH/TO/ud_ewt --causal --keep-finished --json ...  # add the twin only
 
 Every step is the README's command, run as a subprocess; the wall time of each and the machine load before and
 after are recorded (the CPU is shared). Printed, and written with --json for lectures/11_token_classification.ipynb:
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sst2_compare import cpu_name  # noqa: E402
+from minilm.checkpoint import load_checkpoint  # noqa: E402
 from minilm.files import atomic_write_text  # noqa: E402
 from minilm.metrics import mcnemar_test  # noqa: E402
 
@@ -41,6 +43,16 @@ def run(name: str, cmd: list[str], times: dict) -> None:
     subprocess.run([sys.executable, *cmd], cwd=ROOT, check=True)
     times[name] = round(time.time() - t, 1)
     print(f"=== {name}: {times[name]:.0f} s", flush=True)
+
+
+def finished(out: Path) -> bool:
+    """A fine-tuning run that wrote its report, or a pretraining run whose last checkpoint is at its last step."""
+    if (out / "report.json").is_file():
+        return True
+    if not (out / "ckpt.pt").is_file():
+        return False
+    _, meta = load_checkpoint(out / "ckpt.pt")
+    return meta.get("settings", {}).get("max_iters") == meta.get("step")
 
 
 def test_predictions(out: Path) -> tuple[list[str], list[str]]:
@@ -105,25 +117,50 @@ def main(argv=None) -> int:
     p.add_argument("--json", default="", help="write the results here (e.g. lectures/results/ud_ewt_pos.json)")
     p.add_argument("--pretrain-args", default="", help="extra train.py flags, appended (they override the recipe's)")
     p.add_argument("--finetune-args", default="", help="extra finetune.py flags, appended")
+    p.add_argument("--keep-finished", action="store_true",
+                   help="do not redo a finished step (a fine-tuning run with its report.json, a pretraining run at "
+                        "its last step) that --json already records: its time is read from there")
     args = p.parse_args(argv)
+    earlier = (json.loads((ROOT / args.json).read_text())
+               if args.keep_finished and args.json and (ROOT / args.json).is_file() else {})
     pretrain, finetune = PRETRAIN + shlex.split(args.pretrain_args), FINETUNE + shlex.split(args.finetune_args)
     load_before, t0, times = os.getloadavg(), time.time(), {}
     data = ["--data", args.data]
     runs = {"pretrained": f"{args.out}-pos", "scratch": f"{args.out}-pos-scratch"}
-    run("prepare", ["data/ud_ewt/prepare.py", "--source", args.source, "--out-dir", args.data], times)
-    run("pretrain", ["train.py", *pretrain, *data, "--out-dir", f"{args.out}-mlm", "--overwrite"], times)
-    run("finetune", ["finetune.py", *finetune, *data, "--init", f"{args.out}-mlm", "--out-dir", runs["pretrained"],
-                     "--overwrite"], times)
-    run("scratch", ["finetune.py", *finetune, *data, "--init", "scratch", "--like", f"{args.out}-mlm",
-                    "--out-dir", runs["scratch"], "--overwrite"], times)
-    recipe = {"recipe_wall_s": round(time.time() - t0, 1), "load_after_recipe": os.getloadavg()}
+
+    def step(name: str, cmd: list[str], done: bool) -> bool:
+        """Run one step, or keep it (--keep-finished) when it is done and the earlier JSON has its time."""
+        if done and name in earlier.get("wall_s", {}):
+            times[name] = earlier["wall_s"][name]
+            print(f"=== {name}: kept, finished earlier ({times[name]:.0f} s when it ran)", flush=True)
+            return True
+        run(name, cmd, times)
+        return False
+
+    def out_of(cmd: list[str]) -> Path:
+        return ROOT / cmd[cmd.index("--out-dir") + 1]
+
+    steps = [("prepare", ["data/ud_ewt/prepare.py", "--source", args.source, "--out-dir", args.data]),
+             ("pretrain", ["train.py", *pretrain, *data, "--out-dir", f"{args.out}-mlm", "--overwrite"]),
+             ("finetune", ["finetune.py", *finetune, *data, "--init", f"{args.out}-mlm", "--out-dir",
+                           runs["pretrained"], "--overwrite"]),
+             ("scratch", ["finetune.py", *finetune, *data, "--init", "scratch", "--like", f"{args.out}-mlm",
+                          "--out-dir", runs["scratch"], "--overwrite"])]
+    kept = [step(name, cmd, (ROOT / args.data / "meta.json").is_file() if name == "prepare" else finished(out_of(cmd)))
+            for name, cmd in steps]
+    if all(kept):  # the recipe itself was not re-run: its timing and load are the earlier record's
+        load_before = tuple(earlier["load_before"])
+        recipe = {k: earlier[k] for k in ("recipe_wall_s", "load_after_recipe")}
+    else:
+        recipe = {"recipe_wall_s": round(time.time() - t0, 1), "load_after_recipe": os.getloadavg()}
     report(args, runs, pretrain, finetune, times, load_before, recipe)  # written now, in case the twin is stopped
     if args.causal:
         runs["causal"] = f"{args.out}-pos-clm"
-        run("pretrain_clm", ["train.py", *pretrain, "--objective", "clm", *data, "--out-dir", f"{args.out}-clm",
-                             "--overwrite"], times)
-        run("finetune_clm", ["finetune.py", *finetune, *data, "--init", f"{args.out}-clm", "--out-dir",
-                             runs["causal"], "--overwrite"], times)
+        for name, cmd in [("pretrain_clm", ["train.py", *pretrain, "--objective", "clm", *data, "--out-dir",
+                                            f"{args.out}-clm", "--overwrite"]),
+                          ("finetune_clm", ["finetune.py", *finetune, *data, "--init", f"{args.out}-clm",
+                                            "--out-dir", runs["causal"], "--overwrite"])]:
+            step(name, cmd, finished(out_of(cmd)))
         report(args, runs, pretrain, finetune, times, load_before, recipe)
     return 0
 
