@@ -160,18 +160,10 @@ class TokenBatches(ClassificationBatches):
                  piece: str = "first", device="cpu", bucket: int = 0):
         if tags is not None and len(tags) != len(words):
             raise ValueError(f"{len(words)} sentences but {len(tags)} tag sequences")
-        if batch_size < 1 or max_len < 1:
-            raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
         if piece not in PIECES:
             raise ValueError(f"piece must be one of {PIECES}, got {piece!r}")
-        self.batch_size, self.max_len, self.shuffle, self.drop_last = batch_size, max_len, shuffle, False
-        self.seed, self.epoch, self.position, self.bucket, self.device = int(seed), 0, 0, bucket, device
-        self.pad_id = inputs.pad_id if inputs.pad_id is not None else 0  # the attention mask hides it anyway
-        head = [inputs.cls_id] if inputs.cls_id is not None else []
-        tail = [inputs.sep_id] if inputs.sep_id is not None else []
-        room = max_len - len(head) - len(tail)
-        if room < 1:
-            raise ValueError(f"max_len={max_len} leaves no room for words after the special tokens")
+        head, tail, room = self._start(inputs, batch_size, max_len, shuffle, seed, False, device, bucket, None,
+                                       "words")
         rows, row_labels, self.positions, self.n_words, self.truncated = [], [], [], [], []
         for n, sentence in enumerate(words):
             pieces = encode_words(sentence, inputs)
@@ -183,9 +175,7 @@ class TokenBatches(ClassificationBatches):
             row_labels.append([IGNORE_INDEX] * len(head) + labels[:room] + [IGNORE_INDEX] * len(tail))
             self.positions.append(np.array(kept, dtype=np.int64))
             self.n_words.append(len(sentence))
-        self.lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(self.offsets[-1]))
+        self._pack(rows)
         self.flat_labels = None if tags is None else np.fromiter((y for r in row_labels for y in r), dtype=np.int64,
                                                                   count=int(self.offsets[-1]))
 
