@@ -34,54 +34,55 @@ PIECES = ("first", "last")
 
 
 # ------------------------------------------------------------------------------------------------------ readers
-def read_conllu(path) -> list[tuple[list[str], list[str]]]:
-    """(words, UPOS tags) per sentence of a CoNLL-U file: column 2 (FORM) and column 4 (UPOS)."""
+def _read_sentences(path, word_tag) -> list[tuple[list[str], list[str]]]:
+    """(words, tags) per sentence of a file with a word per line and a blank line after each sentence;
+    `word_tag(line, lineno)` reads a line's (word, tag), None for a line that holds no word."""
     sentences, words, tags = [], [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
             if not line.strip():  # a blank line ends a sentence
                 if words:
                     sentences.append((words, tags))
                 words, tags = [], []
-                continue
-            if line.startswith("#"):  # sent_id, text, newdoc comments
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise ValueError(f"{path}, line {lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
-            if "-" in cols[0] or "." in cols[0]:  # `19-20 don't` (its words follow) or the empty node `8.1`
-                continue
-            if not cols[0].isdigit():
-                raise ValueError(f"{path}, line {lineno}: word ID {cols[0]!r} is not an integer, a range or a decimal")
-            words.append(cols[1])
-            tags.append(cols[3])
+            elif (pair := word_tag(line, lineno)) is not None:
+                words.append(pair[0])
+                tags.append(pair[1])
     if words:
         sentences.append((words, tags))
     return sentences
+
+
+def read_conllu(path) -> list[tuple[list[str], list[str]]]:
+    """(words, UPOS tags) per sentence of a CoNLL-U file: column 2 (FORM) and column 4 (UPOS)."""
+
+    def word_tag(line: str, lineno: int) -> tuple[str, str] | None:
+        if line.startswith("#"):  # sent_id, text, newdoc comments
+            return None
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) != 10:
+            raise ValueError(f"{path}, line {lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
+        if "-" in cols[0] or "." in cols[0]:  # `19-20 don't` (its words follow) or the empty node `8.1`
+            return None
+        if not cols[0].isdigit():
+            raise ValueError(f"{path}, line {lineno}: word ID {cols[0]!r} is not an integer, a range or a decimal")
+        return cols[1], cols[3]
+
+    return _read_sentences(path, word_tag)
 
 
 def read_two_column(path) -> list[tuple[list[str], list[str]]]:
     """(words, tags) per sentence of a `word<TAB or spaces>tag` file, sentences separated by blank lines. With more
     columns the first is the word and the last the tag (CoNLL-2003's layout); `-DOCSTART-` lines are skipped."""
-    sentences, words, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                if words:
-                    sentences.append((words, tags))
-                words, tags = [], []
-                continue
-            if fields[0] == "-DOCSTART-":
-                continue
-            if len(fields) < 2:
-                raise ValueError(f"{path}, line {lineno}: expected a word and a tag, got {line.strip()!r}")
-            words.append(fields[0])
-            tags.append(fields[-1])
-    if words:
-        sentences.append((words, tags))
-    return sentences
+
+    def word_tag(line: str, lineno: int) -> tuple[str, str] | None:
+        fields = line.split()
+        if fields[0] == "-DOCSTART-":
+            return None
+        if len(fields) < 2:
+            raise ValueError(f"{path}, line {lineno}: expected a word and a tag, got {line.strip()!r}")
+        return fields[0], fields[-1]
+
+    return _read_sentences(path, word_tag)
 
 
 def read_tagged(path, labels=None) -> tuple[list[list[str]], list[list[int]], list[str]]:
