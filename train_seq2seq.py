@@ -8,10 +8,10 @@
 
 Its own script rather than a branch of train.py: the batches are (source, target) pairs, not windows of one token
 stream, and the run ends with decoding every split. Read it top to bottom beside lectures/08_encoder_decoder.ipynb:
-settings and presets, load_data(), resume() and save(), then train() with the one `for step` loop (learning rate ->
-evaluation and checkpoint -> teacher-forced forward with label smoothing, Eqs. 8.6-8.7 -> backward -> clipping ->
-AdamW step) and, at the end, final_evaluation(): exact-match and character accuracy on every split, greedy and beam
-search (Eqs. 8.8-8.9), in eval.json.
+settings and presets, load_data(), setup(), resume(), save() and evaluate_and_checkpoint(), then train() with the one
+`for step` loop and its state in `loop_state` (learning rate -> evaluation and checkpoint -> teacher-forced forward
+with label smoothing, Eqs. 8.6-8.7 -> backward -> clipping -> AdamW step) and, at the end, final_evaluation():
+exact-match and character accuracy on every split, greedy and beam search (Eqs. 8.8-8.9), in eval.json.
 Checkpoints (ckpt.pt latest, best.pt lowest val loss), metrics.jsonl and loss.png are those of train.py.
 """
 
@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -147,23 +148,95 @@ def load_data(settings: Seq2SeqSettings, overrides: dict) -> tuple[Path, object,
     return data_dir, src_tok, tgt_tok, pairs, config
 
 
+@dataclass
+class Run:
+    """Everything setup() builds and the loop uses; the loop's changing state lives in `loop_state` instead."""
+    settings: Seq2SeqSettings
+    device: str
+    dtype: torch.dtype
+    ctx: object  # the autocast context
+    data_dir: Path
+    src_tok: object
+    tgt_tok: object
+    pairs: dict  # {split: (src, tgt) id arrays, memory-mapped}
+    pads: tuple  # (source pad id, target pad id)
+    config: Seq2SeqConfig
+    get_batch: Callable  # get_batch(split, generator) -> (src, tgt_in, src_mask, targets)
+    out_dir: Path
+    model: EncoderDecoder
+    optimizer: torch.optim.Optimizer
+    train_gen: torch.Generator  # the training batches' random stream, saved in ckpt.pt
+    run_meta: dict  # what every checkpoint records about the run
+
+
+def setup(settings: Seq2SeqSettings, overrides: dict, preset: str) -> Run:
+    """Threads, device, data, model, optimizer and the run directory: everything before the loop."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    set_seed(settings.seed)
+    data_dir, src_tok, tgt_tok, pairs, config = load_data(settings, overrides)
+    pads = (src_tok.pad_id, tgt_tok.pad_id)
+
+    def get_batch(split: str, generator: torch.Generator) -> tuple:
+        src, tgt = pairs[split]
+        rows = torch.randint(len(src), (settings.batch_size,), generator=generator).numpy()  # sampled with replacement
+        return pair_batch(src, tgt, np.sort(rows), *pads, device)  # (src, tgt_in, src_mask, targets)
+
+    out_dir = prepare_out_dir(settings.out_dir, settings.resume, settings.overwrite)
+    model = EncoderDecoder(config).to(device)
+    optimizer = configure_optimizer(model, settings.lr, settings.weight_decay, (settings.beta1, settings.beta2),
+                                    device_type=device.split(":")[0])
+    run_meta = {"kind": "seq2seq", "model_config": config.to_dict(), "src_tokenizer": src_tok.to_dict(),
+                "tgt_tokenizer": tgt_tok.to_dict(), "data": str(data_dir), "preset": preset,
+                "settings": dataclasses.asdict(settings)}
+    return Run(settings, device, dtype, autocast_context(device, dtype), data_dir, src_tok, tgt_tok, pairs, pads,
+               config, get_batch, out_dir, model, optimizer, torch.Generator().manual_seed(settings.seed), run_meta)
+
+
 # ------------------------------------------------------------------------------------------------------ checkpoints
-def resume(out_dir: Path, config: Seq2SeqConfig, model, optimizer, train_gen) -> tuple[int, float, list[dict]]:
-    """(step, best val loss, metrics records) of the run in out_dir; model, optimizer, data order continue exactly."""
-    tensors, meta = load_checkpoint(out_dir / "ckpt.pt")
-    check_compatible(meta, {"kind": "seq2seq", "model_config": config.to_dict()})
-    model.load_state_dict(tensors["model"])
-    optimizer.load_state_dict(tensors["optimizer"])
-    set_rng_state(tensors["rng"], {"train": train_gen})
-    print(f"resuming {out_dir} at step {meta['step']} (best val loss so far {meta['best_val_loss']:.4f})")
-    return meta["step"], meta["best_val_loss"], read_metrics(out_dir, meta["step"])  # drop lines past the checkpoint
+def resume(run: Run) -> tuple[dict, list[dict]]:
+    """(loop_state, metrics records) of the run in --out-dir; model, optimizer and data order continue exactly."""
+    tensors, meta = load_checkpoint(run.out_dir / "ckpt.pt")
+    check_compatible(meta, {"kind": "seq2seq", "model_config": run.config.to_dict()})
+    run.model.load_state_dict(tensors["model"])
+    run.optimizer.load_state_dict(tensors["optimizer"])
+    set_rng_state(tensors["rng"], {"train": run.train_gen})
+    print(f"resuming {run.out_dir} at step {meta['step']} (best val loss so far {meta['best_val_loss']:.4f})")
+    loop_state = {"step": meta["step"], "best_val_loss": meta["best_val_loss"]}
+    return loop_state, read_metrics(run.out_dir, meta["step"])  # drop lines past the checkpoint
 
 
-def save(path: Path, model, optimizer, train_gen, meta: dict, full: bool) -> None:
-    tensors = {"model": model.state_dict()}
+def save(run: Run, path: Path, loop_state: dict, val_loss: float, full: bool) -> None:
+    tensors = {"model": run.model.state_dict()}
     if full:  # what an exact resume needs; best.pt only needs the weights
-        tensors.update(optimizer=optimizer.state_dict(), rng=rng_state({"train": train_gen}))
-    save_checkpoint(path, tensors, meta)
+        tensors.update(optimizer=run.optimizer.state_dict(), rng=rng_state({"train": run.train_gen}))
+    save_checkpoint(path, tensors, {**run.run_meta, "step": loop_state["step"], "val_loss": val_loss,
+                                    "best_val_loss": loop_state["best_val_loss"]})
+
+
+def evaluate_and_checkpoint(run: Run, loop_state: dict, records: list[dict], lr: float, t_start: float) -> None:
+    """Val loss on fixed batches (Eq. 8.6, no smoothing) and greedy exact match, best.pt when val improves, metrics,
+    ckpt.pt, plot."""
+    settings, step = run.settings, loop_state["step"]
+    val_loss = evaluate(run.model, lambda g=torch.Generator().manual_seed(1): run.get_batch("val", g),
+                        settings.eval_iters, run.ctx)
+    val = evaluate_split(run.model, *run.pairs["val"], *run.pads, limit=settings.eval_pairs, device=run.device,
+                         ctx=run.ctx)
+    if not math.isfinite(val_loss):
+        raise ValueError(f"the val loss is {val_loss} at step {step}: training diverged; lower --lr")
+    records.append({"step": step, "val_loss": val_loss, "val_exact": val["exact"], "lr": lr,
+                    "time_s": time.time() - t_start})
+    print(f"step {step:>5} | eval: val loss {val_loss:.4f}, val exact match {100 * val['exact']:.1f}% "
+          f"(greedy, {val['n']} pairs)")
+    improved = val_loss < loop_state["best_val_loss"]
+    loop_state["best_val_loss"] = min(loop_state["best_val_loss"], val_loss)
+    if improved:
+        save(run, run.out_dir / "best.pt", loop_state, val_loss, full=False)
+    write_metrics(run.out_dir, records)  # before ckpt.pt: a run killed in between has every record up to it
+    save(run, run.out_dir / "ckpt.pt", loop_state, val_loss, full=True)
+    plot_loss_curves(records, run.out_dir / "loss.png", title="dates: encoder-decoder")
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -174,75 +247,36 @@ def main(argv=None) -> int:
 
 def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
     check_settings(settings)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    ctx = autocast_context(device, dtype)
-    set_seed(settings.seed)
-
-    # ---- data: (source, target) id arrays, memory-mapped -----------------------------------------------------------
-    data_dir, src_tok, tgt_tok, pairs, config = load_data(settings, overrides)
-    pads = (src_tok.pad_id, tgt_tok.pad_id)
-
-    def get_batch(split: str, generator: torch.Generator) -> tuple:
-        src, tgt = pairs[split]
-        rows = torch.randint(len(src), (settings.batch_size,), generator=generator).numpy()  # sampled with replacement
-        return pair_batch(src, tgt, np.sort(rows), *pads, device)  # (src, tgt_in, src_mask, targets)
-
-    # ---- model, optimizer, checkpoint state --------------------------------------------------------------------
-    out_dir = prepare_out_dir(settings.out_dir, settings.resume, settings.overwrite)
-    model = EncoderDecoder(config).to(device)
-    optimizer = configure_optimizer(model, settings.lr, settings.weight_decay, (settings.beta1, settings.beta2),
-                                    device_type=device.split(":")[0])
-    train_gen = torch.Generator().manual_seed(settings.seed)
-    run_meta = {"kind": "seq2seq", "model_config": config.to_dict(), "src_tokenizer": src_tok.to_dict(),
-                "tgt_tokenizer": tgt_tok.to_dict(), "data": str(data_dir), "preset": preset,
-                "settings": dataclasses.asdict(settings)}
-    start_step, best_val, records = 0, math.inf, []
+    run = setup(settings, overrides, preset)
+    model, optimizer = run.model, run.optimizer
+    loop_state, records = {"step": 0, "best_val_loss": math.inf}, []  # the loop's state, saved in every checkpoint
     if settings.resume:
-        start_step, best_val, records = resume(out_dir, config, model, optimizer, train_gen)
-    print(f"seq2seq | {model.num_params() / 1e6:.2f}M parameters | {device}, {str(dtype).split('.')[1]} | "
-          f"{settings.batch_size} pairs/step | {data_dir} ({len(pairs['train'][0]):,} train pairs)")
+        loop_state, records = resume(run)
+    print(f"seq2seq | {model.num_params() / 1e6:.2f}M parameters | {run.device}, {str(run.dtype).split('.')[1]} | "
+          f"{settings.batch_size} pairs/step | {run.data_dir} ({len(run.pairs['train'][0]):,} train pairs)")
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
-    t_start = time.time()
+    t_start, start_step = time.time(), loop_state["step"]
     interval_start, interval_steps = time.perf_counter(), 0  # steps/s counts training steps only, not evals
-    step = start_step
     for step in range(start_step, settings.max_iters + 1):
+        loop_state["step"] = step
         # linear warmup, cosine decay
         lr = get_lr(step, settings.lr, settings.min_lr, settings.warmup_iters, settings.max_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
         last = step == settings.max_iters or (settings.stop_after > 0 and step == settings.stop_after)
 
-        if step % settings.eval_interval == 0 or last:  # fixed val batches (val loss is Eq. 8.6, no smoothing)
+        if step % settings.eval_interval == 0 or last:  # evaluate, keep the best weights, checkpoint, plot
             t_eval = time.perf_counter()
-            val_loss = evaluate(model, lambda g=torch.Generator().manual_seed(1): get_batch("val", g),
-                                settings.eval_iters, ctx)
-            val = evaluate_split(model, *pairs["val"], *pads, limit=settings.eval_pairs, device=device, ctx=ctx)
-            if not math.isfinite(val_loss):
-                raise ValueError(f"the val loss is {val_loss} at step {step}: training diverged; lower --lr")
-            records.append({"step": step, "val_loss": val_loss, "val_exact": val["exact"], "lr": lr,
-                            "time_s": time.time() - t_start})
-            print(f"step {step:>5} | eval: val loss {val_loss:.4f}, val exact match {100 * val['exact']:.1f}% "
-                  f"(greedy, {val['n']} pairs)")
-            improved = val_loss < best_val
-            best_val = min(best_val, val_loss)
-            ckpt_meta = {**run_meta, "step": step, "val_loss": val_loss, "best_val_loss": best_val}
-            if improved:
-                save(out_dir / "best.pt", model, optimizer, train_gen, ckpt_meta, full=False)
-            write_metrics(out_dir, records)  # before ckpt.pt: a run killed in between has every record up to it
-            save(out_dir / "ckpt.pt", model, optimizer, train_gen, ckpt_meta, full=True)
-            plot_loss_curves(records, out_dir / "loss.png", title="dates: encoder-decoder")
+            evaluate_and_checkpoint(run, loop_state, records, lr, t_start)
             interval_start += time.perf_counter() - t_eval
         if last:
             break
 
         # teacher forcing: the decoder reads the true previous target token (Eq. 8.6), smoothed targets (Eq. 8.7)
         model.train()
-        src, tgt_in, src_mask, targets = get_batch("train", train_gen)
-        with ctx:
+        src, tgt_in, src_mask, targets = run.get_batch("train", run.train_gen)
+        with run.ctx:
             _, loss = model(src, tgt_in, src_mask, targets, label_smoothing=settings.label_smoothing)
         loss.backward()
         if settings.grad_clip > 0:
@@ -264,13 +298,15 @@ def train(settings: Seq2SeqSettings, overrides: dict, preset: str) -> int:
             records.append({"step": step, "train_loss": loss_value, "lr": lr, "steps_per_s": rate})
 
     train_s = time.time() - t_start
-    write_metrics(out_dir, records)
-    print(f"done: {step} steps in {format_eta(train_s)}; best val loss {best_val:.4f}; checkpoints in {out_dir}")
+    write_metrics(run.out_dir, records)
+    print(f"done: {loop_state['step']} steps in {format_eta(train_s)}; best val loss "
+          f"{loop_state['best_val_loss']:.4f}; checkpoints in {run.out_dir}")
     if settings.final_eval:
-        results = {"train_seconds": train_s, "steps": step,
-                   **final_evaluation(model, pairs, pads, src_tok, tgt_tok, settings.beam_size, device, ctx)}
-        atomic_write_text(out_dir / "eval.json", json.dumps(results, indent=1))
-        print(f"wrote {out_dir / 'eval.json'} (decoding took {format_eta(results['eval_seconds'])})")
+        results = {"train_seconds": train_s, "steps": loop_state["step"],
+                   **final_evaluation(model, run.pairs, run.pads, run.src_tok, run.tgt_tok, settings.beam_size,
+                                      run.device, run.ctx)}
+        atomic_write_text(run.out_dir / "eval.json", json.dumps(results, indent=1))
+        print(f"wrote {run.out_dir / 'eval.json'} (decoding took {format_eta(results['eval_seconds'])})")
     return 0
 
 

@@ -86,21 +86,15 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.norm_eps > 0:
-            raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
-        if not self.init_std > 0:
-            raise ValueError(f"ModelConfig.init_std must be > 0, got {self.init_std!r}")
-        if self.gelu not in ("tanh", "exact"):
-            raise ValueError(f"ModelConfig.gelu must be 'tanh' or 'exact', got {self.gelu!r}")
-        if self.norm_position not in ("pre", "post"):
-            raise ValueError(f"ModelConfig.norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        for name in ("norm_eps", "init_std", "rope_theta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool) or self.type_vocab_size < 0:
             raise ValueError(f"ModelConfig.type_vocab_size must be an integer >= 0 (0 = no token types), "
                              f"got {self.type_vocab_size!r}")
-        if self.attn_impl not in ("manual", "sdpa"):
-            raise ValueError(f"ModelConfig.attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
-        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu")),
-                              ("pos_emb", ("learned", "rope"))):
+        for name, allowed in (("gelu", ("tanh", "exact")), ("norm_position", ("pre", "post")),
+                              ("attn_impl", ("manual", "sdpa")), ("norm", ("layernorm", "rmsnorm")),
+                              ("mlp", ("gelu", "swiglu")), ("pos_emb", ("learned", "rope"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
         if self.n_heads % self.n_kv_heads != 0:
@@ -110,8 +104,6 @@ class ModelConfig:
         if self.pos_emb == "rope" and self.d_head % 2 != 0:
             raise ValueError(f"ModelConfig.pos_emb='rope' needs an even d_head (d_model / n_heads), got d_head "
                              f"{self.d_head}: RoPE rotates features in pairs; change d_model or n_heads")
-        if not self.rope_theta > 0:
-            raise ValueError(f"ModelConfig.rope_theta must be > 0, got {self.rope_theta!r}")
 
     @property
     def d_head(self) -> int:

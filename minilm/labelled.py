@@ -148,6 +148,20 @@ class ClassificationBatches:
                  bucket: int = 0):
         if labels is not None and len(labels) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        head, tail, room = self._start(tokenizer, batch_size, max_len, shuffle, seed, drop_last, device, bucket,
+                                       pad_id, "text")
+        rows, self.n_truncated = [], 0
+        for text in texts:
+            ids = tokenizer.encode(text)
+            self.n_truncated += len(ids) > room
+            rows.append(head + ids[:room] + tail)
+        self._pack(rows)
+        self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
+
+    def _start(self, tokenizer, batch_size: int, max_len: int, shuffle: bool, seed: int, drop_last: bool, device,
+               bucket: int, pad_id: int | None, what: str) -> tuple[list[int], list[int], int]:
+        """Check and set the fields order(), batch() and state_dict() read (also tagging.TokenBatches'); returns
+        (head, tail, room): the special ids around every row and how many tokens of `what` fit between them."""
         if batch_size < 1 or max_len < 1:
             raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
         self.batch_size, self.max_len, self.shuffle, self.drop_last = batch_size, max_len, shuffle, drop_last
@@ -160,17 +174,14 @@ class ClassificationBatches:
         tail = [tokenizer.sep_id] if tokenizer.sep_id is not None else []
         room = max_len - len(head) - len(tail)
         if room < 1:
-            raise ValueError(f"max_len={max_len} leaves no room for text after the special tokens")
-        rows, self.n_truncated = [], 0
-        for text in texts:
-            ids = tokenizer.encode(text)
-            self.n_truncated += len(ids) > room
-            rows.append(head + ids[:room] + tail)
-        # One flat array + offsets instead of a list of lists: compact, and slicing is cheap.
+            raise ValueError(f"max_len={max_len} leaves no room for {what} after the special tokens")
+        return head, tail, room
+
+    def _pack(self, rows: list[list[int]]) -> None:
+        """One flat array + offsets instead of a list of lists: compact, and slicing is cheap."""
         self.lengths = np.array([len(r) for r in rows], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         self.flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(self.offsets[-1]))
-        self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
 
     def __len__(self) -> int:
         n = len(self.lengths)

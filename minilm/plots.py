@@ -32,6 +32,17 @@ def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:
     return fig
 
 
+def _axes(figsize: tuple[float, float], xlabel: str | None, ylabel: str, title: str):
+    """(fig, ax): one labelled plot on a new Figure."""
+    fig = Figure(figsize=figsize)
+    ax = fig.add_subplot()
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig, ax
+
+
 def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, maybe on GPU or in bf16
         x = x.detach().float().cpu().numpy()
@@ -43,8 +54,7 @@ def plot_loss_curves(records: Iterable[Mapping], path: str | os.PathLike | None 
     """Train / val loss against step from metrics.jsonl-style records ({"step", "train_loss", "val_loss", "lr"};
     any key may be missing or None in a record). The learning rate, when present, goes on a right-hand axis."""
     records = list(records)
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
+    fig, ax = _axes((7, 4), "step", "cross-entropy (nats / token)", title)
     plotted = 0
     for key, style in (("train_loss", "-"), ("val_loss", "o-")):
         pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
@@ -54,9 +64,6 @@ def plot_loss_curves(records: Iterable[Mapping], path: str | os.PathLike | None 
             plotted += 1
     if not plotted:
         raise ValueError("no train_loss or val_loss values in the records: nothing to plot")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats / token)")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     lr_pts = [(r["step"], r["lr"]) for r in records if r.get("lr") is not None]
     handles, labels = ax.get_legend_handles_labels()
@@ -76,12 +83,8 @@ def plot_lr_schedule(fn: Callable[[int], float], max_iters: int, path: str | os.
     if max_iters < 1:
         raise ValueError(f"max_iters must be >= 1, got {max_iters}")
     steps = np.arange(max_iters + 1)
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot()
+    fig, ax = _axes((6, 3.5), "step", "learning rate", title)
     ax.plot(steps, [fn(int(s)) for s in steps])
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     return _finish(fig, path)
 
@@ -125,14 +128,10 @@ def plot_confusion_matrix(cm, label_names: Sequence[str], path: str | os.PathLik
     if cm.shape != (K, K):
         raise ValueError(f"confusion matrix shape {cm.shape} does not match {K} label names")
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
-    fig = Figure(figsize=(1.0 + 0.8 * K, 0.8 + 0.8 * K))
-    ax = fig.add_subplot()
+    fig, ax = _axes((1.0 + 0.8 * K, 0.8 + 0.8 * K), "predicted", "true", title)
     im = ax.imshow(shown, cmap="Blues", vmin=0)
     ax.set_xticks(range(K), list(label_names), rotation=45, ha="right")
     ax.set_yticks(range(K), list(label_names))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
     threshold = shown.max() / 2 if shown.size else 0
     for i in range(K):
         for j in range(K):
@@ -148,12 +147,9 @@ def plot_comparison(results: Mapping[str, float], path: str | os.PathLike | None
     if not results:
         raise ValueError("results is empty: pass {run name: score}")
     names, values = list(results), [float(v) for v in results.values()]
-    fig = Figure(figsize=(1.5 + 1.2 * len(names), 3.5))
-    ax = fig.add_subplot()
+    fig, ax = _axes((1.5 + 1.2 * len(names), 3.5), None, ylabel, title)
     bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
     ax.bar_label(bars, fmt="%.3f")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     if all(0.0 <= v <= 1.0 for v in values):
         ax.set_ylim(0, 1.05)
     return _finish(fig, path)
@@ -167,8 +163,7 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], pa
     0.63], 1000: [0.72, 0.74]}, "scratch": {...}} (ULMFiT's figure 3, Howard & Ruder 2018)."""
     if not curves or not any(curves.values()):
         raise ValueError("curves is empty: pass {arm: {n_examples: [score per seed]}}")
-    fig = Figure(figsize=(7.0, 4.0))
-    ax = fig.add_subplot()
+    fig, ax = _axes((7.0, 4.0), xlabel, ylabel, title)
     for i, (arm, points) in enumerate(curves.items()):
         ns = sorted(points)
         if not ns:
@@ -178,9 +173,6 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], pa
         for n in ns:
             ax.plot([n] * len(points[n]), list(points[n]), ".", color=f"C{i}", alpha=0.4)  # one dot per seed
     ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return _finish(fig, path)
@@ -196,14 +188,10 @@ def plot_tag_confusion(cm, tag_names: Sequence[str], path: str | os.PathLike | N
         raise ValueError(f"confusion matrix shape {cm.shape} does not match {K} tag names")
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # (K, K): each true tag's row sums to 1
     size = min(12.0, 2.0 + 0.45 * K)
-    fig = Figure(figsize=(size + 1, size))
-    ax = fig.add_subplot()
+    fig, ax = _axes((size + 1, size), "predicted", "true", title)
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(K), list(tag_names), rotation=90, fontsize=8)
     ax.set_yticks(range(K), list(tag_names), fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
     for i, j in zip(*np.nonzero(rates >= 0.01)):
         ax.text(j, i, f"{100 * rates[i, j]:.0f}", ha="center", va="center", fontsize=6,
                 color="white" if rates[i, j] > 0.5 else "black")

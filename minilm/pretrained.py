@@ -27,21 +27,13 @@ import torch
 
 from .config import ModelConfig
 
-# GPT-2 name suffix inside block i -> our name inside blocks.{i}; True where the Conv1D weight must be transposed.
-_BLOCK_MAP = {
-    "ln_1.weight": ("norm1.weight", False),
-    "ln_1.bias": ("norm1.bias", False),
-    "attn.c_attn.weight": ("attn.qkv_proj.weight", True),
-    "attn.c_attn.bias": ("attn.qkv_proj.bias", False),
-    "attn.c_proj.weight": ("attn.out_proj.weight", True),
-    "attn.c_proj.bias": ("attn.out_proj.bias", False),
-    "ln_2.weight": ("norm2.weight", False),
-    "ln_2.bias": ("norm2.bias", False),
-    "mlp.c_fc.weight": ("mlp.fc_in.weight", True),
-    "mlp.c_fc.bias": ("mlp.fc_in.bias", False),
-    "mlp.c_proj.weight": ("mlp.fc_out.weight", True),
-    "mlp.c_proj.bias": ("mlp.fc_out.bias", False),
-}
+# GPT-2 name suffix inside block i -> (our name inside blocks.{i}, transposed?): GPT-2's Conv1D stores its weight as
+# (in, out), so the weights of the four projections are transposed; biases and LayerNorm gains are copied as they are.
+_BLOCK_MAP = {f"{theirs}.{p}": (f"{ours}.{p}", conv1d and p == "weight")
+              for theirs, ours, conv1d in [("ln_1", "norm1", False), ("attn.c_attn", "attn.qkv_proj", True),
+                                           ("attn.c_proj", "attn.out_proj", True), ("ln_2", "norm2", False),
+                                           ("mlp.c_fc", "mlp.fc_in", True), ("mlp.c_proj", "mlp.fc_out", True)]
+              for p in ("weight", "bias")}
 
 
 def gpt2_config(hf: dict) -> ModelConfig:

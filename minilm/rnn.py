@@ -129,8 +129,7 @@ class LSTM(RecurrentLayers):
         return lstm_cell(x, *state, *weights)
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
-        out, (h, c) = self.run(x, state)
-        return out, (h, c)
+        return self.run(x, state)  # (output, (h_n, c_n))
 
 
 class GRU(RecurrentLayers):
@@ -176,9 +175,8 @@ class RNNLM(nn.Module):
         layer = LAYERS[config.arch, config.fused_kernels]
         self.rnn = layer(D, D, num_layers=L, bias=config.bias, batch_first=True, dropout=config.dropout if L > 1 else 0.0)
         self.lm_head = nn.Linear(D, V, bias=False)  # (D -> V)
-        if config.tie_weights:
-            self.lm_head.weight = self.tok_emb.weight  # logits = h E^T, as CausalLM (Press & Wolf 2017)
         if config.tie_weights:  # one table for both ends: small, so the logits start small (loss ~ ln V)
+            self.lm_head.weight = self.tok_emb.weight  # logits = h E^T, as CausalLM (Press & Wolf 2017)
             nn.init.normal_(self.tok_emb.weight, std=config.init_std)
         else:  # untied: inputs of size ~1 (nn.Embedding's N(0, 1), the scale of char-rnn's one-hot inputs), a small head
             nn.init.normal_(self.tok_emb.weight, std=1.0)

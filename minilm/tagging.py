@@ -34,54 +34,55 @@ PIECES = ("first", "last")
 
 
 # ------------------------------------------------------------------------------------------------------ readers
-def read_conllu(path) -> list[tuple[list[str], list[str]]]:
-    """(words, UPOS tags) per sentence of a CoNLL-U file: column 2 (FORM) and column 4 (UPOS)."""
+def _read_sentences(path, word_tag) -> list[tuple[list[str], list[str]]]:
+    """(words, tags) per sentence of a file with a word per line and a blank line after each sentence;
+    `word_tag(line, lineno)` reads a line's (word, tag), None for a line that holds no word."""
     sentences, words, tags = [], [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
             if not line.strip():  # a blank line ends a sentence
                 if words:
                     sentences.append((words, tags))
                 words, tags = [], []
-                continue
-            if line.startswith("#"):  # sent_id, text, newdoc comments
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise ValueError(f"{path}, line {lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
-            if "-" in cols[0] or "." in cols[0]:  # `19-20 don't` (its words follow) or the empty node `8.1`
-                continue
-            if not cols[0].isdigit():
-                raise ValueError(f"{path}, line {lineno}: word ID {cols[0]!r} is not an integer, a range or a decimal")
-            words.append(cols[1])
-            tags.append(cols[3])
+            elif (pair := word_tag(line, lineno)) is not None:
+                words.append(pair[0])
+                tags.append(pair[1])
     if words:
         sentences.append((words, tags))
     return sentences
+
+
+def read_conllu(path) -> list[tuple[list[str], list[str]]]:
+    """(words, UPOS tags) per sentence of a CoNLL-U file: column 2 (FORM) and column 4 (UPOS)."""
+
+    def word_tag(line: str, lineno: int) -> tuple[str, str] | None:
+        if line.startswith("#"):  # sent_id, text, newdoc comments
+            return None
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) != 10:
+            raise ValueError(f"{path}, line {lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
+        if "-" in cols[0] or "." in cols[0]:  # `19-20 don't` (its words follow) or the empty node `8.1`
+            return None
+        if not cols[0].isdigit():
+            raise ValueError(f"{path}, line {lineno}: word ID {cols[0]!r} is not an integer, a range or a decimal")
+        return cols[1], cols[3]
+
+    return _read_sentences(path, word_tag)
 
 
 def read_two_column(path) -> list[tuple[list[str], list[str]]]:
     """(words, tags) per sentence of a `word<TAB or spaces>tag` file, sentences separated by blank lines. With more
     columns the first is the word and the last the tag (CoNLL-2003's layout); `-DOCSTART-` lines are skipped."""
-    sentences, words, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                if words:
-                    sentences.append((words, tags))
-                words, tags = [], []
-                continue
-            if fields[0] == "-DOCSTART-":
-                continue
-            if len(fields) < 2:
-                raise ValueError(f"{path}, line {lineno}: expected a word and a tag, got {line.strip()!r}")
-            words.append(fields[0])
-            tags.append(fields[-1])
-    if words:
-        sentences.append((words, tags))
-    return sentences
+
+    def word_tag(line: str, lineno: int) -> tuple[str, str] | None:
+        fields = line.split()
+        if fields[0] == "-DOCSTART-":
+            return None
+        if len(fields) < 2:
+            raise ValueError(f"{path}, line {lineno}: expected a word and a tag, got {line.strip()!r}")
+        return fields[0], fields[-1]
+
+    return _read_sentences(path, word_tag)
 
 
 def read_tagged(path, labels=None) -> tuple[list[list[str]], list[list[int]], list[str]]:
@@ -160,18 +161,10 @@ class TokenBatches(ClassificationBatches):
                  piece: str = "first", device="cpu", bucket: int = 0):
         if tags is not None and len(tags) != len(words):
             raise ValueError(f"{len(words)} sentences but {len(tags)} tag sequences")
-        if batch_size < 1 or max_len < 1:
-            raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
         if piece not in PIECES:
             raise ValueError(f"piece must be one of {PIECES}, got {piece!r}")
-        self.batch_size, self.max_len, self.shuffle, self.drop_last = batch_size, max_len, shuffle, False
-        self.seed, self.epoch, self.position, self.bucket, self.device = int(seed), 0, 0, bucket, device
-        self.pad_id = inputs.pad_id if inputs.pad_id is not None else 0  # the attention mask hides it anyway
-        head = [inputs.cls_id] if inputs.cls_id is not None else []
-        tail = [inputs.sep_id] if inputs.sep_id is not None else []
-        room = max_len - len(head) - len(tail)
-        if room < 1:
-            raise ValueError(f"max_len={max_len} leaves no room for words after the special tokens")
+        head, tail, room = self._start(inputs, batch_size, max_len, shuffle, seed, False, device, bucket, None,
+                                       "words")
         rows, row_labels, self.positions, self.n_words, self.truncated = [], [], [], [], []
         for n, sentence in enumerate(words):
             pieces = encode_words(sentence, inputs)
@@ -183,9 +176,7 @@ class TokenBatches(ClassificationBatches):
             row_labels.append([IGNORE_INDEX] * len(head) + labels[:room] + [IGNORE_INDEX] * len(tail))
             self.positions.append(np.array(kept, dtype=np.int64))
             self.n_words.append(len(sentence))
-        self.lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(self.offsets[-1]))
+        self._pack(rows)
         self.flat_labels = None if tags is None else np.fromiter((y for r in row_labels for y in r), dtype=np.int64,
                                                                   count=int(self.offsets[-1]))
 

@@ -23,6 +23,7 @@ import torch
 from .checkpoint import find_checkpoint, load_checkpoint
 from .cli import OneLineParser, run_main
 from .config import IGNORE_INDEX
+from .data import pad_rows
 from .seq2seq import EncoderDecoder, Seq2SeqConfig
 from .tokenizer import tokenizer_from_dict
 
@@ -134,11 +135,7 @@ def translate(model: EncoderDecoder, src_tok, tgt_tok, sources: list[str], beam_
             raise ValueError(f"source {text!r} is {len(row)} characters, longer than the encoder's context "
                              f"(max_src_len={S_max}): shorten it")
         ids.append(row)
-    S = max(len(r) for r in ids)
-    src = torch.full((len(ids), S), src_tok.pad_id, dtype=torch.long)  # (B, S)
-    for i, row in enumerate(ids):
-        src[i, :len(row)] = torch.tensor(row)
-    src_mask = (torch.arange(S)[None] < torch.tensor([len(r) for r in ids])[:, None]).long()  # (B, S)
+    src, src_mask = pad_rows(ids, src_tok.pad_id)  # (B, S) each, S = the longest source
     n = max_new_tokens or model.config.max_tgt_len - 1
     out = model.generate(src.to(device), n, src_mask.to(device), beam_size=beam_size)  # (B, n)
     texts = []
