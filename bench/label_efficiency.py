@@ -10,7 +10,7 @@ the 872 dev sentences:
 
   mlm, scratch          the masked LM of `train.py --preset imdb-mlm` (--mlm) and the same model with random weights
   mlm-50k               the same preset pretrained on 10x the reviews (--mlm-50k: data/imdb50k, unsup_50k.txt), at
-                        the same compute (6,000 steps x 4,096 tokens: ~10 passes over the 5k corpus, ~2 over the 50k)
+                        the same compute (6,000 steps x 4,096 tokens: 10 passes over the 5k corpus, 1.4 over the 50k)
   clm, scratch-clm      the causal LM of `train.py --preset imdb-mlm --objective clm` (--clm), and its random twin
   bow                   bag-of-words logistic regression (bench/sst2_baseline.py) on the same N rows
 
