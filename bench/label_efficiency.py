@@ -198,7 +198,7 @@ def pretraining(path: str) -> dict | None:
         _, meta = load_checkpoint(ckpt)
     except (OSError, ValueError):
         return None
-    keep = ("objective", "max_iters", "batch_size", "lr", "mask_prob")
+    keep = ("objective", "data", "max_iters", "batch_size", "lr", "mask_prob")
     return {"checkpoint": str(ckpt), "preset": meta.get("preset"), "step": meta.get("step"),
             "val_loss": meta.get("val_loss"), "settings": {k: meta.get("settings", {}).get(k) for k in keep},
             "model": {k: meta["model_config"][k] for k in ("n_layers", "d_model", "max_seq_len", "vocab_size")}}

@@ -66,7 +66,8 @@ def test_end_to_end_report_equals_sklearn(workdir, tmp_path):
 
     out = tmp_path / "run"
     assert _run(workdir, out, "--init", str(workdir / "mlm"), "--test", str(workdir / "sst2" / "test.tsv"),
-                "--label-names", "negative,positive", "--labels", "0,1", "--epochs", "2", "--lr", "1e-3") == 0
+                "--label-names", "negative,positive", "--labels", "0,1", "--epochs", "2", "--lr", "1e-3",
+                "--select", "metric") == 0  # the preset keeps the last; this run evaluates every epoch and picks
     for name in ("best.pt", "ckpt.pt", "metrics.jsonl", "report.json", "confusion_matrix.png", "predictions.tsv"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
