@@ -442,22 +442,17 @@ def _one_line_error(capsys, out: Path, *must: str) -> None:
     assert not (out / "ckpt.pt").exists() and not (out / "best.pt").exists()  # nothing half-written
 
 
-def test_a_tag_outside_the_label_set_is_one_line(workdir, tmp_path, capsys):
-    (tmp_path / "train.txt").write_text("a X\nb Y\n")
-    (tmp_path / "dev.txt").write_text("a X\nb Z\n")
+@pytest.mark.parametrize("train, dev, message", [
+    ("a X\nb Y\n", "a X\nb Z\n", "tag 'Z' is not in the label set ['X', 'Y']"),  # a tag outside the label set
+    ("", "a X\n", "has no sentences"),  # an empty file
+])
+def test_bad_tagged_files_are_one_line(workdir, tmp_path, capsys, train, dev, message):
+    (tmp_path / "train.txt").write_text(train)
+    (tmp_path / "dev.txt").write_text(dev)
     out = tmp_path / "run"
     assert finetune.main(["--init", str(workdir / "mlm"), "--train", str(tmp_path / "train.txt"), "--dev",
                           str(tmp_path / "dev.txt"), "--out-dir", str(out), *FAST]) == 1
-    _one_line_error(capsys, out, "tag 'Z' is not in the label set ['X', 'Y']")
-
-
-def test_an_empty_file_is_one_line(workdir, tmp_path, capsys):
-    (tmp_path / "train.txt").write_text("")
-    (tmp_path / "dev.txt").write_text("a X\n")
-    out = tmp_path / "run"
-    assert finetune.main(["--init", str(workdir / "mlm"), "--train", str(tmp_path / "train.txt"), "--dev",
-                          str(tmp_path / "dev.txt"), "--out-dir", str(out), *FAST]) == 1
-    _one_line_error(capsys, out, "has no sentences")
+    _one_line_error(capsys, out, message)
 
 
 def test_a_sentence_past_the_context_is_cut_with_a_note_or_refused(workdir, tmp_path, capsys):
