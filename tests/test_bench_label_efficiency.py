@@ -61,7 +61,9 @@ def task(tmp_path_factory) -> Path:
 
 
 def _args(task: Path, *extra: str) -> list[str]:
-    return ["--data", str(task / "sst2"), "--mlm", str(task / "mlm"), "--out", str(task / "runs"),
+    # every pretraining path inside the task folder: the defaults (out/imdb-clm, ...) would read the working directory
+    return ["--data", str(task / "sst2"), "--mlm", str(task / "mlm"), "--clm", str(task / "no-clm"),
+            "--mlm-50k", str(task / "no-mlm-50k"), "--out", str(task / "runs"),
             "--json", str(task / "results.json"), "--min-steps", "6", "--finetune-args", FAST, *extra]
 
 
